@@ -1,0 +1,5 @@
+"""shmq.protocol (see docs/architecture.md §6)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
