@@ -1,5 +1,124 @@
-"""shmq.message (see docs/architecture.md §6)."""
+"""shmq.message: messages as bytes, with no I/O (see docs/architecture.md §6).
+
+The stored-record codec (`record`), batch send bodies (`batch`), properties strings (`properties`), message ids and host
+packing (`msgid`), the consume-queue tag hash (`taghash`), the body CRC (`crc`) and the byte
+layouts (`layout`). Errors derive from `MessageError` (`errors`).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from shmq.message.batch import BatchEntry, RawBatchEntry, decode_batch_body, encode_batch_body
+from shmq.message.crc import body_crc
+from shmq.message.errors import (
+    BodyTooLarge,
+    CorruptRecord,
+    InvalidAddress,
+    InvalidMessageId,
+    InvalidProperty,
+    InvalidRecordField,
+    InvalidTopic,
+    MalformedBatch,
+    MessageError,
+    PropertiesTooLarge,
+    TopicTooLong,
+    TruncatedRecord,
+)
+from shmq.message.msgid import (
+    UniqKeyGenerator,
+    decode_offset_msg_id,
+    encode_offset_msg_id,
+    new_uniq_key,
+    pack_address,
+    pack_host,
+    unpack_address,
+    unpack_host,
+)
+from shmq.message.properties import (
+    PROPERTY_CLUSTER,
+    PROPERTY_DELAY,
+    PROPERTY_KEYS,
+    PROPERTY_MAX_OFFSET,
+    PROPERTY_MAX_RECONSUME_TIMES,
+    PROPERTY_MIN_OFFSET,
+    PROPERTY_ORIGIN_MESSAGE_ID,
+    PROPERTY_PGROUP,
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_RECONSUME_TIME,
+    PROPERTY_RETRY_TOPIC,
+    PROPERTY_TAGS,
+    PROPERTY_TRAN_MSG,
+    PROPERTY_TRANSACTION_ID,
+    PROPERTY_UNIQ_KEY,
+    PROPERTY_WAIT,
+    append_properties,
+    decode_properties,
+    encode_properties,
+    properties_bytes,
+)
+from shmq.message.record import (
+    Buffer,
+    StoredMessage,
+    decode_record,
+    encode_record,
+    encode_record_into,
+    iter_records,
+)
+from shmq.message.taghash import java_string_hash, tag_hash
+
+__all__ = [
+    "PROPERTY_CLUSTER",
+    "PROPERTY_DELAY",
+    "PROPERTY_KEYS",
+    "PROPERTY_MAX_OFFSET",
+    "PROPERTY_MAX_RECONSUME_TIMES",
+    "PROPERTY_MIN_OFFSET",
+    "PROPERTY_ORIGIN_MESSAGE_ID",
+    "PROPERTY_PGROUP",
+    "PROPERTY_REAL_QID",
+    "PROPERTY_REAL_TOPIC",
+    "PROPERTY_RECONSUME_TIME",
+    "PROPERTY_RETRY_TOPIC",
+    "PROPERTY_TAGS",
+    "PROPERTY_TRANSACTION_ID",
+    "PROPERTY_TRAN_MSG",
+    "PROPERTY_UNIQ_KEY",
+    "PROPERTY_WAIT",
+    "BatchEntry",
+    "BodyTooLarge",
+    "Buffer",
+    "CorruptRecord",
+    "InvalidAddress",
+    "InvalidMessageId",
+    "InvalidProperty",
+    "InvalidRecordField",
+    "InvalidTopic",
+    "MalformedBatch",
+    "MessageError",
+    "PropertiesTooLarge",
+    "RawBatchEntry",
+    "StoredMessage",
+    "TopicTooLong",
+    "TruncatedRecord",
+    "UniqKeyGenerator",
+    "append_properties",
+    "body_crc",
+    "decode_batch_body",
+    "decode_offset_msg_id",
+    "decode_properties",
+    "decode_record",
+    "encode_batch_body",
+    "encode_offset_msg_id",
+    "encode_properties",
+    "encode_record",
+    "encode_record_into",
+    "iter_records",
+    "java_string_hash",
+    "new_uniq_key",
+    "pack_address",
+    "pack_host",
+    "properties_bytes",
+    "tag_hash",
+    "unpack_address",
+    "unpack_host",
+]

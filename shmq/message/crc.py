@@ -9,7 +9,7 @@ from typing import Final
 
 from isal.isal_zlib import crc32
 
-__all__ = ["body_crc", "crc32", "CRC_MASK"]
+__all__ = ["CRC_MASK", "body_crc", "crc32"]
 
 CRC_MASK: Final = 0x7FFFFFFF
 

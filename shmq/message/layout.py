@@ -93,3 +93,67 @@ def record_size(body_len: int, topic_len: int, props_len: int, sysflag: int = 0)
     if sysflag & STOREHOSTADDRESS_V6_FLAG:
         size += IPV6_HOST_BYTES - IPV4_HOST_BYTES
     return size
+
+
+# --- the rest of the IPv4/IPv4 field offsets (spec §2) -------------------------------------------
+STORE_HOST_OFFSET_V4: Final = STORE_TIMESTAMP_OFFSET_V4 + 8
+RECONSUME_TIMES_OFFSET_V4: Final = STORE_HOST_OFFSET_V4 + IPV4_HOST_BYTES
+PREPARED_TX_OFFSET_OFFSET_V4: Final = RECONSUME_TIMES_OFFSET_V4 + 4
+BODY_LENGTH_OFFSET_V4: Final = PREPARED_TX_OFFSET_OFFSET_V4 + 8
+assert BODY_LENGTH_OFFSET_V4 + 4 == IPV4_BODY_OFFSET
+
+# --- pieces of a record with any host kind (spec §2) -------------------------------------------
+# A record with an IPv6 host cannot be read with HEADER_V4; readers and writers walk it with the
+# pieces below, in this order: HEADER_PREFIX, born host, STORE_TIMESTAMP, store host,
+# HEADER_SUFFIX, body, topic length + topic, PROPERTIES_LENGTH + properties.
+
+#: TOTALSIZE through BORNTIMESTAMP (48 bytes); the born host starts right after it.
+HEADER_PREFIX: Final = struct.Struct(">iiiiiqqiq")
+assert HEADER_PREFIX.size == BORN_HOST_OFFSET == 48
+HOST_V4: Final = struct.Struct(">4si")  #: IPv4 address + i32 port (sysflag bit clear)
+HOST_V6: Final = struct.Struct(">16si")  #: IPv6 address + i32 port (BORNHOST_V6_FLAG etc. set)
+assert HOST_V4.size == IPV4_HOST_BYTES and HOST_V6.size == IPV6_HOST_BYTES
+IPV4_ADDRESS_BYTES: Final = 4  #: address part of an IPv4 host
+IPV6_ADDRESS_BYTES: Final = 16  #: address part of an IPv6 host
+HOST_PORT_BYTES: Final = 4  #: i32 port after either address
+assert IPV4_ADDRESS_BYTES + HOST_PORT_BYTES == IPV4_HOST_BYTES
+assert IPV6_ADDRESS_BYTES + HOST_PORT_BYTES == IPV6_HOST_BYTES
+STORE_TIMESTAMP: Final = struct.Struct(">q")  #: STORETIMESTAMP, right after the born host
+#: RECONSUMETIMES i32, PREPARED_TX_OFF i64, BODYLENGTH i32 — right after the store host.
+HEADER_SUFFIX: Final = struct.Struct(">iqi")
+assert FIXED_WITHOUT_HOSTS == HEADER_PREFIX.size + STORE_TIMESTAMP.size + HEADER_SUFFIX.size
+TOPIC_LENGTH: Final = struct.Struct(">b")  #: v1 TOPICLENGTH, signed byte
+TOPIC_LENGTH_V2: Final = struct.Struct(">h")  #: v2 (5.x) TOPICLENGTH, signed short (read only)
+PROPERTIES_LENGTH: Final = struct.Struct(">h")  #: PROPERTIESLENGTH, signed short
+assert TAIL_FIXED == TOPIC_LENGTH.size + PROPERTIES_LENGTH.size
+#: Smallest valid v1 record: IPv4 hosts, empty body, topic and properties.
+MIN_RECORD_BYTES: Final = IPV4_OVERHEAD
+#: TOTALSIZE and BODYLENGTH are i32.
+MAX_I32: Final = 0x7FFFFFFF
+
+# --- more sysflag bits (spec §4) ---------------------------------------------------------------
+NEED_UNWRAP_FLAG: Final = 0x40  #: 4.9/5.x inner-batch / LMQ plumbing; never set by our clients
+INNER_BATCH_FLAG: Final = 0x80  #: 5.x inner batch; not used by 4.x clients
+COMPRESSION_TYPE_MASK: Final = 0x700  #: 0 with COMPRESSED_FLAG set means zlib (old clients)
+COMPRESSION_LZ4: Final = 0x100
+COMPRESSION_ZSTD: Final = 0x200
+COMPRESSION_ZLIB: Final = 0x300
+
+# --- batch send body entry (spec §8) -----------------------------------------------------------
+#: One entry of a SEND_BATCH_MESSAGE body::
+#:
+#:     +0   TOTALSIZE   i32  20 + BODYLEN + 2 + PROPLEN
+#:     +4   MAGICCODE   i32  0, ignored
+#:     +8   BODYCRC     i32  0, ignored (the broker computes it)
+#:     +12  FLAG        i32
+#:     +16  BODYLEN     i32, then BODY
+#:          PROPLEN     i16, then PROPERTIES
+BATCH_ENTRY_HEADER: Final = struct.Struct(">iiiii")
+BATCH_TOTAL_SIZE_OFFSET: Final = 0
+BATCH_MAGIC_OFFSET: Final = BATCH_TOTAL_SIZE_OFFSET + 4
+BATCH_BODY_CRC_OFFSET: Final = BATCH_MAGIC_OFFSET + 4
+BATCH_FLAG_OFFSET: Final = BATCH_BODY_CRC_OFFSET + 4
+BATCH_BODY_LEN_OFFSET: Final = BATCH_FLAG_OFFSET + 4
+assert BATCH_BODY_LEN_OFFSET + 4 == BATCH_ENTRY_HEADER.size
+#: Bytes of an entry besides body and properties (22).
+BATCH_ENTRY_OVERHEAD: Final = BATCH_ENTRY_HEADER.size + PROPERTIES_LENGTH.size

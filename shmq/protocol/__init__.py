@@ -1,5 +1,186 @@
-"""shmq.protocol (see docs/architecture.md §6)."""
+"""shmq.protocol: the RocketMQ 4.x remoting protocol, sans-IO (docs/architecture.md §4).
+
+Bytes in, `RemotingCommand` objects out, and back; no sockets, no asyncio, no store.
+
+    decoder = FrameDecoder(max_frame_bytes=cfg.max_frame_bytes)
+    decoder.feed(chunk)
+    for command in decoder.commands():
+        header = decode_send_message_header(command)            # typed extFields
+        reply = make_response(command, ResponseCode.SUCCESS,
+                              ext_fields=SendMessageResponseHeader(...).to_ext_fields())
+        sock.sendmsg(encode_command(reply))                     # answered in the request's encoding
+
+Modules: `codes` (request/response/language codes), `command` (RemotingCommand), `frame`
+(framing), `json_header` / `binary_header` (the two header encodings), `headers` (typed
+extFields), `bodies` / `registration` (JSON bodies), `fastjson` (tolerant JSON reader), `layout`
+(byte offsets), `errors`.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .bodies import (
+    EXPRESSION_TAG,
+    SUB_ALL,
+    BrokerData,
+    ClusterInfo,
+    ConsumeFromWhere,
+    ConsumerData,
+    ConsumerListBody,
+    ConsumeType,
+    HeartbeatData,
+    KVTable,
+    LockBatchRequestBody,
+    LockBatchResponseBody,
+    MessageModel,
+    MessageQueue,
+    ProducerData,
+    QueueData,
+    SubscriptionData,
+    TopicList,
+    TopicRouteData,
+    UnlockBatchRequestBody,
+    tags_of,
+)
+from .codes import (
+    FLAG_ONEWAY,
+    FLAG_RESPONSE,
+    RPC_ONEWAY,
+    RPC_TYPE,
+    LanguageCode,
+    MQVersion,
+    RequestCode,
+    ResponseCode,
+    SerializeType,
+)
+from .command import OpaqueGenerator, RemotingCommand, make_request, make_response
+from .errors import (
+    BodyFormatError,
+    FrameTooLarge,
+    HeaderFieldError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from .fastjson import loads as loads_fastjson
+from .frame import FrameDecoder, decode_frame, encode_command, encode_command_bytes
+from .headers import (
+    CheckTransactionStateRequestHeader,
+    ConsumerSendMsgBackRequestHeader,
+    CreateTopicRequestHeader,
+    DeleteTopicRequestHeader,
+    EndTransactionRequestHeader,
+    ExtHeader,
+    GetConsumerListByGroupRequestHeader,
+    GetEarliestMsgStoretimeRequestHeader,
+    GetEarliestMsgStoretimeResponseHeader,
+    GetMaxOffsetRequestHeader,
+    GetMaxOffsetResponseHeader,
+    GetMinOffsetRequestHeader,
+    GetMinOffsetResponseHeader,
+    GetRouteInfoRequestHeader,
+    NotifyConsumerIdsChangedRequestHeader,
+    PullMessageRequestHeader,
+    PullMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader,
+    QueryMessageRequestHeader,
+    QueryMessageResponseHeader,
+    RegisterBrokerRequestHeader,
+    RegisterBrokerResponseHeader,
+    SearchOffsetRequestHeader,
+    SearchOffsetResponseHeader,
+    SendMessageRequestHeader,
+    SendMessageRequestHeaderV2,
+    SendMessageResponseHeader,
+    UnregisterBrokerRequestHeader,
+    UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
+    ViewMessageRequestHeader,
+    decode_send_message_header,
+    parse_bool,
+)
+from .registration import DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper
+
+__all__ = [
+    "EXPRESSION_TAG",
+    "FLAG_ONEWAY",
+    "FLAG_RESPONSE",
+    "RPC_ONEWAY",
+    "RPC_TYPE",
+    "SUB_ALL",
+    "BodyFormatError",
+    "BrokerData",
+    "CheckTransactionStateRequestHeader",
+    "ClusterInfo",
+    "ConsumeFromWhere",
+    "ConsumeType",
+    "ConsumerData",
+    "ConsumerListBody",
+    "ConsumerSendMsgBackRequestHeader",
+    "CreateTopicRequestHeader",
+    "DataVersion",
+    "DeleteTopicRequestHeader",
+    "EndTransactionRequestHeader",
+    "ExtHeader",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "GetConsumerListByGroupRequestHeader",
+    "GetEarliestMsgStoretimeRequestHeader",
+    "GetEarliestMsgStoretimeResponseHeader",
+    "GetMaxOffsetRequestHeader",
+    "GetMaxOffsetResponseHeader",
+    "GetMinOffsetRequestHeader",
+    "GetMinOffsetResponseHeader",
+    "GetRouteInfoRequestHeader",
+    "HeaderFieldError",
+    "HeartbeatData",
+    "KVTable",
+    "LanguageCode",
+    "LocalProtocolError",
+    "LockBatchRequestBody",
+    "LockBatchResponseBody",
+    "MQVersion",
+    "MessageModel",
+    "MessageQueue",
+    "NotifyConsumerIdsChangedRequestHeader",
+    "OpaqueGenerator",
+    "ProducerData",
+    "PullMessageRequestHeader",
+    "PullMessageResponseHeader",
+    "QueryConsumerOffsetRequestHeader",
+    "QueryConsumerOffsetResponseHeader",
+    "QueryMessageRequestHeader",
+    "QueryMessageResponseHeader",
+    "QueueData",
+    "RegisterBrokerBody",
+    "RegisterBrokerRequestHeader",
+    "RegisterBrokerResponseHeader",
+    "RemoteProtocolError",
+    "RemotingCommand",
+    "RequestCode",
+    "ResponseCode",
+    "SearchOffsetRequestHeader",
+    "SearchOffsetResponseHeader",
+    "SendMessageRequestHeader",
+    "SendMessageRequestHeaderV2",
+    "SendMessageResponseHeader",
+    "SerializeType",
+    "SubscriptionData",
+    "TopicConfig",
+    "TopicConfigSerializeWrapper",
+    "TopicList",
+    "TopicRouteData",
+    "UnlockBatchRequestBody",
+    "UnregisterBrokerRequestHeader",
+    "UnregisterClientRequestHeader",
+    "UpdateConsumerOffsetRequestHeader",
+    "ViewMessageRequestHeader",
+    "decode_frame",
+    "decode_send_message_header",
+    "encode_command",
+    "encode_command_bytes",
+    "loads_fastjson",
+    "make_request",
+    "make_response",
+    "parse_bool",
+    "tags_of",
+]

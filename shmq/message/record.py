@@ -1,0 +1,569 @@
+"""Stored-record codec (spec/message-format.md §2, §3, §7).
+
+Theory of operation:
+
+* `encode_record` / `encode_record_into` build one version-1 record, the bytes the commit log
+  stores and a pull response carries verbatim. They validate every input before producing or
+  writing a byte, so a failure leaves the caller's buffer untouched. The IPv6 sysflag bits are
+  derived from the hosts (an IPv4-mapped host is stored as IPv4, spec §2), never trusted from
+  the caller, so the bits always match the layout.
+* `decode_record` reads one record and checks what recovery checks (`checkMessageAndReturnSize`,
+  spec §3): a sane TOTALSIZE that fits the buffer, the v1 magic, every length inside the record,
+  TOTALSIZE equal to the size recomputed from the parsed lengths and, on request, the body CRC.
+  Whatever the bytes, it returns a `StoredMessage` or raises `CorruptRecord`.
+
+Every offset comes from `layout.py`. Pure: no I/O, no logging.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from shmq.message.crc import body_crc
+from shmq.message.errors import (
+    BodyTooLarge,
+    CorruptRecord,
+    InvalidRecordField,
+    InvalidTopic,
+    MessageError,
+    TopicTooLong,
+    TruncatedRecord,
+)
+from shmq.message.layout import (
+    BLANK_MAGIC,
+    BORN_HOST_OFFSET,
+    BORNHOST_V6_FLAG,
+    DEFAULT_MAX_BODY_BYTES,
+    HEADER_PREFIX,
+    HEADER_SUFFIX,
+    HEADER_V4,
+    HOST_V4,
+    HOST_V6,
+    IPV4_ADDRESS_BYTES,
+    MAX_I32,
+    MAX_TOPIC_BYTES,
+    MESSAGE_MAGIC,
+    MESSAGE_MAGIC_V2,
+    MIN_RECORD_BYTES,
+    PENDING_MAGIC,
+    PROPERTIES_LENGTH,
+    SIZE_MAGIC,
+    STORE_TIMESTAMP,
+    STOREHOSTADDRESS_V6_FLAG,
+    TOPIC_LENGTH,
+    TOPIC_LENGTH_V2,
+    TRANSACTION_MASK,
+    record_size,
+)
+from shmq.message.msgid import encode_offset_msg_id, pack_address, pack_host, unpack_address
+from shmq.message.properties import (
+    KEY_SEPARATOR,
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_UNIQ_KEY,
+    decode_properties,
+    properties_bytes,
+)
+
+__all__ = [
+    "Buffer",
+    "StoredMessage",
+    "decode_record",
+    "encode_record",
+    "encode_record_into",
+    "iter_records",
+]
+
+#: What the codec reads from or writes into: a 1-D byte buffer (an mmap'd segment included).
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+
+_V6_FLAGS: Final = BORNHOST_V6_FLAG | STOREHOSTADDRESS_V6_FLAG
+_MAGIC_NAMES: Final = {
+    MESSAGE_MAGIC: "MESSAGE_MAGIC",
+    MESSAGE_MAGIC_V2: "MESSAGE_MAGIC_V2",
+    BLANK_MAGIC: "BLANK_MAGIC",
+    PENDING_MAGIC: "PENDING_MAGIC",
+}
+_WRITABLE_MAGICS: Final = frozenset((MESSAGE_MAGIC, PENDING_MAGIC))
+# Indexes into HEADER_V4's fields, whose order is also StoredMessage's up to BODYLENGTH.
+_BODY_CRC: Final = 2
+_SYSFLAG: Final = 7
+_BORN_ADDRESS: Final = 9
+_STORE_ADDRESS: Final = 12
+
+
+def _magic_name(magic: int) -> str:
+    name = _MAGIC_NAMES.get(magic, "unknown")
+    return f"{name} 0x{magic & 0xFFFFFFFF:08X}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """Every field of one stored record (spec §2), hosts as text, properties parsed."""
+
+    total_size: int  #: TOTALSIZE, whole record
+    magic: int  #: MESSAGE_MAGIC (or MESSAGE_MAGIC_V2 when decoded with accept_v2)
+    body_crc: int  #: BODYCRC as stored (checked only with check_crc)
+    queue_id: int
+    flag: int  #: producer's user flag
+    queue_offset: int
+    phys_offset: int  #: commit-log offset of the record's first byte
+    sysflag: int  #: spec §4
+    born_timestamp_ms: int
+    born_host: str  #: TCP peer of the send
+    born_port: int
+    store_timestamp_ms: int
+    store_host: str  #: broker's advertised address
+    store_port: int
+    reconsume_times: int
+    prepared_tx_offset: int
+    body: bytes  #: as stored (compressed when sysflag has COMPRESSED_FLAG)
+    topic: str
+    properties: dict[str, str] = field(hash=False)
+
+    @property
+    def tags(self) -> str | None:
+        """TAGS property, or None."""
+        return self.properties.get(PROPERTY_TAGS)
+
+    @property
+    def keys(self) -> list[str]:
+        """Business keys: KEYS split on spaces, empty pieces dropped (what the index holds)."""
+        keys = self.properties.get(PROPERTY_KEYS, "")
+        return [key for key in keys.split(KEY_SEPARATOR) if key]
+
+    @property
+    def uniq_key(self) -> str | None:
+        """UNIQ_KEY property (the producer's msgId), or None."""
+        return self.properties.get(PROPERTY_UNIQ_KEY)
+
+    @property
+    def msg_id(self) -> str:
+        """Offset message id from the store host and PHYSICALOFFSET (spec §6.1).
+
+        Raises:
+            InvalidAddress, InvalidMessageId: the record holds a port or offset out of range.
+        """
+        return encode_offset_msg_id(self.store_host, self.store_port, self.phys_offset)
+
+    @property
+    def client_msg_id(self) -> str:
+        """The msgId a client shows: UNIQ_KEY when present, else the offset id (spec §6.2)."""
+        return self.uniq_key or self.msg_id
+
+    @property
+    def transaction_type(self) -> int:
+        """TRANSACTION_NOT/PREPARED/COMMIT/ROLLBACK_TYPE bits of the sysflag."""
+        return self.sysflag & TRANSACTION_MASK
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+
+def encode_record(
+    *,
+    topic: str,
+    body: bytes | bytearray | memoryview,
+    properties: Mapping[str, str] | bytes = b"",
+    queue_id: int = 0,
+    flag: int = 0,
+    queue_offset: int = 0,
+    phys_offset: int = 0,
+    sysflag: int = 0,
+    born_timestamp_ms: int = 0,
+    born_host: str,
+    born_port: int,
+    store_timestamp_ms: int = 0,
+    store_host: str,
+    store_port: int,
+    reconsume_times: int = 0,
+    prepared_tx_offset: int = 0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    magic: int = MESSAGE_MAGIC,
+) -> bytes:
+    """Build one version-1 record.
+
+    Args:
+        topic: at most 127 UTF-8 bytes.
+        body: the body as it is to be stored (already compressed if it is).
+        properties: a mapping to encode, or an already-encoded properties string (stored as is).
+        sysflag: flags to store; the two IPv6 bits are replaced by what the hosts need.
+        born_host, store_host: IPv4 or IPv6 literals; IPv4-mapped IPv6 is stored as IPv4.
+        max_body_bytes: the configured maximum body size.
+        magic: MESSAGE_MAGIC, or PENDING_MAGIC for a writer that publishes later.
+        Other arguments: the record fields of the same name (spec §2).
+
+    Returns:
+        The record bytes; TOTALSIZE and BODYCRC are computed.
+
+    Raises:
+        TopicTooLong, InvalidTopic, PropertiesTooLarge, InvalidProperty, BodyTooLarge,
+        InvalidAddress, InvalidRecordField: the input cannot be stored; nothing was built.
+    """
+    header, tail = _encode_parts(
+        topic,
+        body,
+        properties,
+        queue_id,
+        flag,
+        queue_offset,
+        phys_offset,
+        sysflag,
+        born_timestamp_ms,
+        born_host,
+        born_port,
+        store_timestamp_ms,
+        store_host,
+        store_port,
+        reconsume_times,
+        prepared_tx_offset,
+        max_body_bytes,
+        magic,
+    )
+    return b"".join((header, body, tail))
+
+
+def encode_record_into(
+    buf: bytearray | memoryview | mmap.mmap,
+    offset: int,
+    *,
+    topic: str,
+    body: bytes | bytearray | memoryview,
+    properties: Mapping[str, str] | bytes = b"",
+    queue_id: int = 0,
+    flag: int = 0,
+    queue_offset: int = 0,
+    phys_offset: int = 0,
+    sysflag: int = 0,
+    born_timestamp_ms: int = 0,
+    born_host: str,
+    born_port: int,
+    store_timestamp_ms: int = 0,
+    store_host: str,
+    store_port: int,
+    reconsume_times: int = 0,
+    prepared_tx_offset: int = 0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    magic: int = MESSAGE_MAGIC,
+) -> int:
+    """Write one record at `buf[offset:]` without an intermediate copy; return its size.
+
+    Arguments are those of `encode_record`. The bytes are written front to back, magic
+    included; a writer that must publish by writing the magic last passes PENDING_MAGIC and
+    stores MESSAGE_MAGIC at MAGIC_OFFSET afterwards.
+
+    Raises:
+        MessageError: the record does not fit in `buf` at `offset`, or any error of
+            `encode_record`; nothing was written.
+    """
+    header, tail = _encode_parts(
+        topic,
+        body,
+        properties,
+        queue_id,
+        flag,
+        queue_offset,
+        phys_offset,
+        sysflag,
+        born_timestamp_ms,
+        born_host,
+        born_port,
+        store_timestamp_ms,
+        store_host,
+        store_port,
+        reconsume_times,
+        prepared_tx_offset,
+        max_body_bytes,
+        magic,
+    )
+    body_len = memoryview(body).nbytes
+    total = len(header) + body_len + len(tail)
+    if offset < 0 or offset + total > len(buf):
+        raise MessageError(
+            f"record of {total} bytes does not fit at offset {offset} of a {len(buf)}-byte buffer"
+        )
+    body_start = offset + len(header)
+    buf[offset:body_start] = header
+    buf[body_start : body_start + body_len] = body
+    buf[body_start + body_len : offset + total] = tail
+    return total
+
+
+def _encode_parts(
+    topic: str,
+    body: bytes | bytearray | memoryview,
+    properties: Mapping[str, str] | bytes,
+    queue_id: int,
+    flag: int,
+    queue_offset: int,
+    phys_offset: int,
+    sysflag: int,
+    born_timestamp_ms: int,
+    born_host: str,
+    born_port: int,
+    store_timestamp_ms: int,
+    store_host: str,
+    store_port: int,
+    reconsume_times: int,
+    prepared_tx_offset: int,
+    max_body_bytes: int,
+    magic: int,
+) -> tuple[bytes, bytes]:
+    """Validate and return (fixed header through BODYLENGTH, topic and properties tail)."""
+    if magic not in _WRITABLE_MAGICS:
+        raise InvalidRecordField("magic", magic, "only MESSAGE_MAGIC or PENDING_MAGIC is written")
+    topic_bytes = _encode_topic(topic)
+    props = properties_bytes(properties)
+    body_len = memoryview(body).nbytes
+    if body_len > max_body_bytes:
+        raise BodyTooLarge(body_len, max_body_bytes)
+    born_address, store_address, sysflag = _host_addresses(
+        born_host, born_port, store_host, store_port, sysflag
+    )
+    total = record_size(body_len, len(topic_bytes), len(props), sysflag)
+    if total > MAX_I32:
+        raise BodyTooLarge(body_len, MAX_I32 - (total - body_len))
+    fields = (
+        total,
+        magic,
+        body_crc(body),
+        queue_id,
+        flag,
+        queue_offset,
+        phys_offset,
+        sysflag,
+        born_timestamp_ms,
+        born_address,
+        born_port,
+        store_timestamp_ms,
+        store_address,
+        store_port,
+        reconsume_times,
+        prepared_tx_offset,
+        body_len,
+    )
+    try:
+        header = _pack_header(fields)
+    except struct.error as err:
+        raise _out_of_range(fields) from err
+    tail = b"".join(
+        (
+            TOPIC_LENGTH.pack(len(topic_bytes)),
+            topic_bytes,
+            PROPERTIES_LENGTH.pack(len(props)),
+            props,
+        )
+    )
+    return header, tail
+
+
+def _host_addresses(
+    born_host: str, born_port: int, store_host: str, store_port: int, sysflag: int
+) -> tuple[bytes, bytes, int]:
+    """Return both packed addresses and `sysflag` with the IPv6 bits they need."""
+    pack_host(born_host, born_port)  # checks the port; the address is cached
+    pack_host(store_host, store_port)
+    born_address, store_address = pack_address(born_host), pack_address(store_host)
+    sysflag &= ~_V6_FLAGS
+    if len(born_address) != IPV4_ADDRESS_BYTES:
+        sysflag |= BORNHOST_V6_FLAG
+    if len(store_address) != IPV4_ADDRESS_BYTES:
+        sysflag |= STOREHOSTADDRESS_V6_FLAG
+    return born_address, store_address, sysflag
+
+
+def _pack_header(fields: tuple[int | bytes, ...]) -> bytes:
+    """Pack TOTALSIZE through BODYLENGTH; the fields are in HEADER_V4's order."""
+    born_address, store_address = fields[_BORN_ADDRESS], fields[_STORE_ADDRESS]
+    assert isinstance(born_address, bytes) and isinstance(store_address, bytes)
+    if len(born_address) == len(store_address) == IPV4_ADDRESS_BYTES:
+        return HEADER_V4.pack(*fields)
+    born = HOST_V6 if len(born_address) != IPV4_ADDRESS_BYTES else HOST_V4
+    store = HOST_V6 if len(store_address) != IPV4_ADDRESS_BYTES else HOST_V4
+    # Slices follow HEADER_V4's fields: prefix, born host, store time, store host, suffix.
+    return b"".join(
+        (
+            HEADER_PREFIX.pack(*fields[0:9]),
+            born.pack(*fields[9:11]),
+            STORE_TIMESTAMP.pack(*fields[11:12]),
+            store.pack(*fields[12:14]),
+            HEADER_SUFFIX.pack(*fields[14:17]),
+        )
+    )
+
+
+_FIELD_BITS: Final = (
+    ("queue_id", 3, 32),
+    ("flag", 4, 32),
+    ("queue_offset", 5, 64),
+    ("phys_offset", 6, 64),
+    ("sysflag", 7, 32),
+    ("born_timestamp_ms", 8, 64),
+    ("store_timestamp_ms", 11, 64),
+    ("reconsume_times", 14, 32),
+    ("prepared_tx_offset", 15, 64),
+)
+
+
+def _out_of_range(fields: tuple[int | bytes, ...]) -> MessageError:
+    """Name the field that made packing fail (a cold path; the hot path lets struct check)."""
+    for name, index, bits in _FIELD_BITS:
+        value = fields[index]
+        if not isinstance(value, int) or not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
+            return InvalidRecordField(name, value, f"not a signed {bits}-bit integer")
+    return MessageError(f"record header cannot be packed: {fields[:9]!r}")
+
+
+def _encode_topic(topic: str) -> bytes:
+    try:
+        data = topic.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidTopic(topic, "contains a lone surrogate (no UTF-8 form)") from err
+    if len(data) > MAX_TOPIC_BYTES:
+        raise TopicTooLong(len(data), MAX_TOPIC_BYTES)
+    return data
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def decode_record(
+    buf: Buffer, offset: int = 0, *, check_crc: bool = False, accept_v2: bool = False
+) -> StoredMessage:
+    """Decode and validate the record starting at `buf[offset]`.
+
+    Bytes after the record are not looked at; the next record starts at
+    `offset + result.total_size`.
+
+    Args:
+        buf: a byte buffer (bytes, bytearray, memoryview, mmap).
+        offset: where the record starts in `buf`.
+        check_crc: also check BODYCRC against the body (recovery does; pulls don't).
+        accept_v2: also read 5.x version-2 records (2-byte TOPICLENGTH); shmq never writes them.
+
+    Returns:
+        The record's fields; `body` is a copy, so `buf` may change or close afterwards.
+
+    Raises:
+        TruncatedRecord: `buf` ends before the record does (need more bytes, or a cut record).
+        CorruptRecord: anything else is wrong: the magic (a BLANK or PENDING magic too), a
+            TOTALSIZE below the minimum or different from the recomputed size, a length that
+            points outside the record, a topic that is not UTF-8, or (with `check_crc`) BODYCRC.
+    """
+    available = len(buf) - offset
+    if offset < 0 or available < SIZE_MAGIC.size:
+        raise TruncatedRecord(offset, "size and magic", SIZE_MAGIC.size, max(available, 0))
+    total, magic = SIZE_MAGIC.unpack_from(buf, offset)
+    if magic == MESSAGE_MAGIC:
+        topic_length = TOPIC_LENGTH
+    elif magic == MESSAGE_MAGIC_V2 and accept_v2:
+        topic_length = TOPIC_LENGTH_V2
+    else:
+        expected = "MESSAGE_MAGIC or MESSAGE_MAGIC_V2" if accept_v2 else _magic_name(MESSAGE_MAGIC)
+        raise CorruptRecord(offset, "magic", expected, _magic_name(magic))
+    minimum = MIN_RECORD_BYTES + topic_length.size - TOPIC_LENGTH.size
+    if total < minimum:
+        raise CorruptRecord(offset, "total size", f">= {minimum}", total)
+    if total > available:
+        raise TruncatedRecord(offset, "total size", total, available)
+    return _decode_fields(buf, offset, total, topic_length, check_crc)
+
+
+def _decode_fields(
+    buf: Buffer, offset: int, total: int, topic_length: struct.Struct, check_crc: bool
+) -> StoredMessage:
+    """Parse a record whose TOTALSIZE and magic are checked and which lies wholly in `buf`."""
+    end = offset + total
+    fixed = _read_fixed(buf, offset, end, topic_length)
+    body_start = offset + _body_offset(fixed[_SYSFLAG])
+    body_end, topic_end = _locate_tail(buf, offset, end, body_start, fixed.pop(), topic_length)
+    body = bytes(buf[body_start:body_end])
+    if check_crc and body_crc(body) != fixed[_BODY_CRC]:
+        raise CorruptRecord(
+            offset, "body crc (field vs computed)", fixed[_BODY_CRC], body_crc(body)
+        )
+    raw_topic = bytes(buf[body_end + topic_length.size : topic_end])
+    try:
+        topic = raw_topic.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptRecord(offset, "topic", "UTF-8", raw_topic) from err
+    properties = decode_properties(buf[topic_end + PROPERTIES_LENGTH.size : end])
+    fixed += (body, topic, properties)
+    return StoredMessage(*fixed)
+
+
+def _body_offset(sysflag: int) -> int:
+    """Offset of the first body byte from the record start, for the sysflag's host sizes."""
+    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
+    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    return BORN_HOST_OFFSET + born.size + STORE_TIMESTAMP.size + store.size + HEADER_SUFFIX.size
+
+
+def _read_fixed(buf: Buffer, offset: int, end: int, topic_length: struct.Struct) -> list[Any]:
+    """Read TOTALSIZE through BODYLENGTH, hosts as text, in HEADER_V4's order."""
+    fixed = list(HEADER_V4.unpack_from(buf, offset))  # fits: TOTALSIZE >= MIN_RECORD_BYTES
+    sysflag = fixed[_SYSFLAG]
+    if sysflag & _V6_FLAGS:
+        minimum = _body_offset(sysflag) + topic_length.size + PROPERTIES_LENGTH.size
+        if minimum > end - offset:
+            raise CorruptRecord(
+                offset, "total size for the sysflag's hosts", f">= {minimum}", end - offset
+            )
+        fixed = _read_fixed_any_hosts(buf, offset, sysflag)
+    fixed[_BORN_ADDRESS] = unpack_address(fixed[_BORN_ADDRESS])
+    fixed[_STORE_ADDRESS] = unpack_address(fixed[_STORE_ADDRESS])
+    return fixed
+
+
+def _read_fixed_any_hosts(buf: Buffer, offset: int, sysflag: int) -> list[Any]:
+    """`_read_fixed` for a record with at least one IPv6 host."""
+    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
+    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    fixed = list(HEADER_PREFIX.unpack_from(buf, offset))
+    pos = offset + BORN_HOST_OFFSET
+    for piece in (born, STORE_TIMESTAMP, store, HEADER_SUFFIX):
+        fixed += piece.unpack_from(buf, pos)
+        pos += piece.size
+    return fixed
+
+
+def _locate_tail(
+    buf: Buffer, offset: int, end: int, body_start: int, body_len: int, topic_length: struct.Struct
+) -> tuple[int, int]:
+    """Check BODYLENGTH, TOPICLENGTH and PROPERTIESLENGTH; return (body end, topic end)."""
+    room = end - body_start - topic_length.size - PROPERTIES_LENGTH.size
+    if not 0 <= body_len <= room:
+        raise CorruptRecord(offset, "body length", f"0..{room}", body_len)
+    body_end = body_start + body_len
+    (topic_len,) = topic_length.unpack_from(buf, body_end)
+    room -= body_len
+    if not 0 <= topic_len <= room:
+        raise CorruptRecord(offset, "topic length", f"0..{room}", topic_len)
+    topic_end = body_end + topic_length.size + topic_len
+    (props_len,) = PROPERTIES_LENGTH.unpack_from(buf, topic_end)
+    recomputed = topic_end + PROPERTIES_LENGTH.size + props_len - offset
+    if props_len < 0 or recomputed != end - offset:
+        raise CorruptRecord(
+            offset, "total size (recomputed vs TOTALSIZE)", recomputed, end - offset
+        )
+    return body_end, topic_end
+
+
+def iter_records(
+    buf: Buffer, *, check_crc: bool = False, accept_v2: bool = False
+) -> Iterator[StoredMessage]:
+    """Decode a concatenation of whole records, such as a pull response body (spec §7).
+
+    Raises:
+        CorruptRecord: (TruncatedRecord if cut short) at the first bad record; the records
+            before it have been yielded.
+    """
+    offset, size = 0, len(buf)
+    while offset < size:
+        message = decode_record(buf, offset, check_crc=check_crc, accept_v2=accept_v2)
+        yield message
+        offset += message.total_size

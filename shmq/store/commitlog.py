@@ -1,0 +1,327 @@
+"""The commit log: one append-only sequence of RocketMQ records shared by all writer processes.
+
+Theory of operation (architecture.md §3). Appending a batch of records for one queue:
+
+1. Compute every record's size (cheap: lengths only) and the batch size.
+2. Under the claim table's lock: if the batch does not fit in the current segment with 8 bytes
+   to spare, write an end-of-segment BLANK there and move to the next segment; write ONE header
+   ``[batch size][PENDING_MAGIC]`` at the claim's start; record the claim; advance ``claimed``.
+   A crashed writer therefore leaves a span that recovery can skip (it becomes a BLANK of the
+   same size) and never a hole of zeros that would hide the records after it.
+3. Without the lock: encode the records into the claimed space. The first record's first 8
+   bytes are left as the PENDING header.
+4. Publish: write the first record's TOTALSIZE, then its MAGICCODE (the last write). A reader
+   that sees MESSAGE_MAGIC at the claim start sees the whole batch (x86-64 keeps store order;
+   `_publish` is the one place that assumes it).
+
+A BLANK record means "skip TOTALSIZE bytes": at the end of a segment that lands on the next
+segment's first byte, exactly RocketMQ's end-of-file blank; mid-segment it is a recovered claim.
+Only the owning writer of a queue appends its records, so per-queue order is append order.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from shmq.message import layout as rec
+from shmq.message.crc import crc32
+from shmq.store.claims import ClaimTable
+from shmq.store.config import StoreConfig
+from shmq.store.errors import BatchTooLarge, DiskFull
+from shmq.store.segments import Segment, SegmentSet
+
+__all__ = ["AppendResult", "CommitLog", "pack_host"]
+
+_SIZE_MAGIC: Final = rec.SIZE_MAGIC
+_I32: Final = struct.Struct(">i")
+#: The per-record part of the header: TOTALSIZE .. PHYSICALOFFSET (36 bytes).
+_HEAD: Final = struct.Struct(">iiiiiqq")
+_MID_PREFIX: Final = struct.Struct(">iq")  # SYSFLAG, BORNTIMESTAMP
+_I64: Final = struct.Struct(">q")
+_MID_SUFFIX: Final = struct.Struct(">iqi")  # RECONSUMETIMES, PREPARED TX OFFSET, BODYLENGTH
+_CRC_MASK: Final = 0x7FFFFFFF
+#: Average body size from which records are written straight into the mapping (one copy) rather
+#: than joined first (fewer, larger copies win for small records).
+_DIRECT_BODY_BYTES: Final = 1024
+_FREE_RECHECK_S: Final = 0.5
+
+
+def pack_host(host: str, port: int) -> bytes:
+    """BORNHOST/STOREHOST bytes: 4- or 16-byte address then i32 port (IPv4-mapped -> IPv4)."""
+    import ipaddress
+
+    addr = ipaddress.ip_address(host)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.packed + _I32.pack(port)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where a batch landed. `offsets[i]`/`sizes[i]` are record i's commit-log offset and size."""
+
+    offsets: np.ndarray
+    sizes: np.ndarray
+    queue_offset: int
+    store_timestamp_ms: int
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def end(self) -> int:
+        return int(self.offsets[-1] + self.sizes[-1])
+
+
+class CommitLog:
+    """The shared commit log of one store directory, as seen by one process.
+
+    A writer process opens it with its own `ClaimTable` slot; readers open it read-only.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        config: StoreConfig,
+        *,
+        claims: ClaimTable | None = None,
+        writable: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        if writable is None:
+            writable = claims is not None
+        self.segments = SegmentSet(directory, config.segment_bytes, writable=writable)
+        self.claims = claims
+        self.store_host = pack_host(config.store_host, config.store_port)
+        self._free_checked_s = 0.0
+        self._free_ok = False
+
+    def close(self) -> None:
+        self.segments.close()
+
+    # --- reading ------------------------------------------------------------------------------
+    def header(self, offset: int) -> tuple[int, int]:
+        """(TOTALSIZE, MAGICCODE) of the record at `offset`."""
+        seg = self.segments.for_offset(offset)
+        size, magic = _SIZE_MAGIC.unpack_from(seg.mm, offset - seg.start)
+        return int(size), int(magic)
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """Zero-copy view of `size` bytes at `offset` (must not cross a segment end)."""
+        seg = self.segments.for_offset(offset)
+        rel = offset - seg.start
+        return seg.view[rel : rel + size]
+
+    def records(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+        """(offset, size, magic) of every record/blank/pending span in [start, end).
+
+        Stops early at bytes that are neither (zeros, garbage): the caller decides what that is.
+        """
+        seg_bytes = self.config.segment_bytes
+        offset = start
+        while offset < end:
+            size, magic = self.header(offset)
+            if size < rec.BLANK_MIN_BYTES or size > seg_bytes - offset % seg_bytes:
+                return
+            if magic not in (rec.MESSAGE_MAGIC, rec.BLANK_MAGIC, rec.PENDING_MAGIC):
+                return
+            yield offset, size, magic
+            offset += size
+
+    # --- appending ----------------------------------------------------------------------------
+    def append(
+        self,
+        topic: bytes,
+        queue_id: int,
+        queue_offset: int,
+        bodies: Sequence[bytes],
+        properties: Sequence[bytes],
+        *,
+        flag: int = 0,
+        sysflag: int = 0,
+        born_timestamp_ms: int,
+        born_host: bytes,
+        reconsume_times: int = 0,
+        prepared_tx_offset: int = 0,
+    ) -> AppendResult:
+        """Append one batch of records for (`topic`, `queue_id`) and publish it.
+
+        `topic` is the UTF-8 topic, `properties[i]` record i's encoded properties string,
+        `born_host` a packed host (see `pack_host`). Record i gets queue offset
+        ``queue_offset + i``. Limits (body size, topic and properties lengths) are the
+        caller's to check; this method trusts them.
+
+        Returns:
+            Where each record landed; every record is published (visible to readers) but its
+            consume-queue entry is the caller's to write, then `release()`.
+
+        Raises:
+            DiskFull: free space is below the floor; nothing was claimed.
+            BatchTooLarge: the batch cannot fit in one segment; nothing was claimed.
+            StoreError / OSError: the claim may be PENDING; recovery turns it into a blank.
+                Nothing in the batch may be acknowledged.
+        """
+        claims = self.claims
+        assert claims is not None, "read-only commit log"
+        n = len(bodies)
+        blens = [len(b) for b in bodies]
+        plens = [len(p) for p in properties]
+        v6 = (len(born_host) > 8) * rec.BORNHOST_V6_FLAG
+        v6 |= (len(self.store_host) > 8) * rec.STOREHOSTADDRESS_V6_FLAG
+        sysflag |= v6
+        fixed = rec.FIXED_WITHOUT_HOSTS + len(born_host) + len(self.store_host)
+        fixed += rec.TAIL_FIXED + len(topic)
+        total = fixed * n + sum(blens) + sum(plens)
+        if total + rec.BLANK_MIN_BYTES > self.config.segment_bytes:
+            raise BatchTooLarge(total, self.config.segment_bytes - rec.BLANK_MIN_BYTES)
+        self._check_free_space(total)
+        start, _ = claims.claim(lambda claimed: self._claim_span(claimed, total))
+        seg = self.segments.get(self.segments.segment_start(start))
+        seg.prefault(start - seg.start + total + self.config.prefault_ahead_bytes)
+        store_ts = time.time_ns() // 1_000_000
+        mid_head = _MID_PREFIX.pack(sysflag, born_timestamp_ms) + born_host
+        mid_head += _I64.pack(store_ts) + self.store_host
+        mid_tail = _MID_SUFFIX.pack(reconsume_times, prepared_tx_offset, 0)[:-4]
+        encode = _encode_direct if sum(blens) >= _DIRECT_BODY_BYTES * n else _encode_joined
+        first = encode(
+            seg, start, fixed, topic, queue_id, flag, queue_offset,
+            bodies, properties, blens, plens, mid_head, mid_tail,
+        )
+        sizes = np.asarray(blens, dtype=np.int64) + np.asarray(plens, dtype=np.int64) + fixed
+        offsets = np.empty(n, dtype=np.int64)
+        offsets[0] = start
+        np.cumsum(sizes[:-1], out=offsets[1:])
+        offsets[1:] += start
+        _publish(seg, start - seg.start, first)
+        return AppendResult(offsets, sizes, queue_offset, store_ts)
+
+    def release(self) -> None:
+        """Mark this writer's last claim as finished (after its consume-queue entries)."""
+        assert self.claims is not None
+        self.claims.release()
+
+    def _claim_span(self, claimed: int, total: int) -> tuple[int, int]:
+        """Under the claim lock: place a batch of `total` bytes at or after `claimed`."""
+        seg_bytes = self.config.segment_bytes
+        start = claimed
+        seg_start = start - start % seg_bytes
+        left = seg_start + seg_bytes - start
+        if total + rec.BLANK_MIN_BYTES > left:
+            seg = self.segments.get(seg_start, create=True)
+            _SIZE_MAGIC.pack_into(seg.mm, start - seg_start, left, rec.BLANK_MAGIC)
+            start = seg_start + seg_bytes
+            seg_start = start
+        seg = self.segments.get(seg_start, create=True)
+        _SIZE_MAGIC.pack_into(seg.mm, start - seg_start, total, rec.PENDING_MAGIC)
+        return start, start + total
+
+    def _check_free_space(self, total: int) -> None:
+        now = time.monotonic()
+        if self._free_ok and now - self._free_checked_s < _FREE_RECHECK_S:
+            return
+        st = os.statvfs(self.directory)
+        free = st.f_bavail * st.f_frsize
+        self._free_checked_s = now
+        self._free_ok = free - total >= self.config.min_free_bytes
+        if not self._free_ok:
+            raise DiskFull(str(self.directory), free, self.config.min_free_bytes)
+
+    # --- flushing -----------------------------------------------------------------------------
+    def flush_range(self, start: int, end: int) -> None:
+        """msync commit-log bytes [start, end) (may span segments)."""
+        seg_bytes = self.config.segment_bytes
+        pos = start
+        while pos < end:
+            seg = self.segments.get(pos - pos % seg_bytes)
+            stop = min(end, seg.end)
+            seg.flush(pos - seg.start, stop - seg.start)
+            pos = stop
+
+
+def _publish(seg: Segment, rel: int, first_size: int) -> None:
+    """Make a claimed batch visible: TOTALSIZE of its first record, then the magic, last."""
+    _I32.pack_into(seg.mm, rel, first_size)
+    _I32.pack_into(seg.mm, rel + 4, rec.MESSAGE_MAGIC)
+
+
+def _encode_joined(
+    seg: Segment, start: int, fixed: int, topic: bytes, queue_id: int, flag: int,
+    queue_offset: int, bodies: Sequence[bytes], properties: Sequence[bytes],
+    blens: list[int], plens: list[int], mid_head: bytes, mid_tail: bytes,
+) -> int:
+    """Encode records into one buffer, copy it in; return the first record's size.
+
+    The first 8 bytes of the batch (the PENDING header) are not overwritten.
+    """
+    head = _HEAD.pack
+    topic_part = bytes((len(topic),)) + topic
+    mids: dict[int, bytes] = {}
+    tails: dict[int, bytes] = {}
+    parts: list[bytes] = []
+    add = parts.append
+    pos = start
+    qoff = queue_offset
+    for body, props, blen, plen in zip(bodies, properties, blens, plens):
+        size = fixed + blen + plen
+        mid = mids.get(blen)
+        if mid is None:
+            mid = mids[blen] = mid_head + mid_tail + _I32.pack(blen)
+        tail = tails.get(plen)
+        if tail is None:
+            tail = tails[plen] = topic_part + plen.to_bytes(2, "big", signed=True)
+        add(head(size, rec.MESSAGE_MAGIC, crc32(body) & _CRC_MASK, queue_id, flag, qoff, pos))
+        add(mid)
+        add(body)
+        add(tail)
+        add(props)
+        pos += size
+        qoff += 1
+    buf = b"".join(parts)
+    rel = start - seg.start
+    seg.mm[rel + 8 : rel + len(buf)] = memoryview(buf)[8:]
+    return fixed + blens[0] + plens[0]
+
+
+def _encode_direct(
+    seg: Segment, start: int, fixed: int, topic: bytes, queue_id: int, flag: int,
+    queue_offset: int, bodies: Sequence[bytes], properties: Sequence[bytes],
+    blens: list[int], plens: list[int], mid_head: bytes, mid_tail: bytes,
+) -> int:
+    """Encode records straight into the mapping (large bodies: one copy each)."""
+    mm = seg.mm
+    head_into = _HEAD.pack_into
+    head = _HEAD.pack
+    topic_part = bytes((len(topic),)) + topic
+    hsize = _HEAD.size
+    pos = start
+    rel = start - seg.start
+    qoff = queue_offset
+    for i, (body, props, blen, plen) in enumerate(zip(bodies, properties, blens, plens)):
+        size = fixed + blen + plen
+        crc = crc32(body) & _CRC_MASK
+        if i:
+            head_into(mm, rel, size, rec.MESSAGE_MAGIC, crc, queue_id, flag, qoff, pos)
+        else:  # keep the PENDING header: write from byte 8 on
+            mm[rel + 8 : rel + hsize] = head(size, 0, crc, queue_id, flag, qoff, pos)[8:]
+        p = rel + hsize
+        mid = mid_head + mid_tail + _I32.pack(blen)
+        mm[p : p + len(mid)] = mid
+        p += len(mid)
+        mm[p : p + blen] = body
+        p += blen
+        tail = topic_part + plen.to_bytes(2, "big", signed=True) + props
+        mm[p : p + len(tail)] = tail
+        pos += size
+        rel += size
+        qoff += 1
+    return fixed + blens[0] + plens[0]

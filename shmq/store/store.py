@@ -1,0 +1,277 @@
+"""MessageStore: the commit log, its consume queues, the index and the checkpoint of one store
+directory, as one process sees them.
+
+Theory of operation. Exactly one process *recovers* a store directory (`recover()`, in
+recovery.py) before anything else opens it; then any number of writer processes open it with a
+distinct writer slot, and readers open it read-only. A writer appends batches for the queues it
+owns (`put`): commit log first, then the consume-queue entries, then it releases its claim, so
+"committed" (see claims.py) always means "published and dispatched". Durability is the
+flusher's job (`flush`), run periodically in ASYNC mode by whoever the runtime chooses, or per
+batch by the writer itself in SYNC mode (`put(..., sync=True)` group-commits: one msync covers
+the whole batch and every byte before it). The index is built behind the writers by
+`build_index`, never on the append path.
+
+Layout under the store root::
+
+    commitlog/<20-digit offset>          segments
+    consumequeue/<topic>/<queue>/<...>   consume queues
+    index/<yyyyMMddHHmmssSSS>            key index
+    checkpoint  claims                   see layout.py
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from shmq.message.layout import MESSAGE_MAGIC
+from shmq.message.taghash import tag_hash
+from shmq.store.checkpoint import Checkpoint, CheckpointFile
+from shmq.store.claims import ClaimTable
+from shmq.store.commitlog import AppendResult, CommitLog
+from shmq.store.config import FlushMode, StoreConfig
+from shmq.store.consumequeue import ConsumeQueue, list_queues
+from shmq.store.index import IndexService
+from shmq.store.scan import RecordMeta, check_record, index_keys_of
+
+__all__ = ["MessageStore", "store_paths"]
+
+
+class StorePaths:
+    """Where each part of a store lives."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.commitlog = root / "commitlog"
+        self.consumequeue = root / "consumequeue"
+        self.index = root / "index"
+        self.checkpoint = root / "checkpoint"
+        self.claims = root / "claims"
+
+
+def store_paths(root: Path) -> StorePaths:
+    return StorePaths(root)
+
+
+class MessageStore:
+    """One process's handle on a store directory.
+
+    Args:
+        root: the store directory (``data_dir/store``).
+        config: storage settings.
+        writer_slot: this process's claim slot when it appends; None for a read-only handle.
+    """
+
+    def __init__(self, root: Path, config: StoreConfig, *, writer_slot: int | None = None) -> None:
+        self.paths = StorePaths(root)
+        self.config = config
+        self.writable = writer_slot is not None
+        self.claims: ClaimTable | None = None
+        if writer_slot is not None:
+            root.mkdir(parents=True, exist_ok=True)
+            self.claims = ClaimTable(
+                self.paths.claims, slot=writer_slot, slot_count=config.writer_slots
+            )
+            if not self.claims.is_initialised():
+                self.claims.initialise(0)
+        self.commitlog = CommitLog(self.paths.commitlog, config, claims=self.claims)
+        self._queues: dict[tuple[str, int], ConsumeQueue] = {}
+        self._topics: dict[str, bytes] = {}
+        self._index: IndexService | None = None
+        self._checkpoint: CheckpointFile | None = None
+        self._synced_to = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        for cq in self._queues.values():
+            cq.close()
+        self._queues.clear()
+        if self._index is not None:
+            self._index.close()
+        if self._checkpoint is not None:
+            self._checkpoint.close()
+        self.commitlog.close()
+        if self.claims is not None:
+            self.claims.close()
+
+    def __enter__(self) -> MessageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- parts --------------------------------------------------------------------------------
+    def queue(self, topic: str, queue_id: int) -> ConsumeQueue:
+        """The consume queue of (topic, queue_id), opened on first use."""
+        key = (topic, queue_id)
+        cq = self._queues.get(key)
+        if cq is None:
+            cq = self._queues[key] = ConsumeQueue.open(
+                self.paths.consumequeue, topic, queue_id,
+                entries_per_file=self.config.cq_entries_per_file, writable=self.writable,
+            )
+        return cq
+
+    def queues_on_disk(self) -> list[tuple[str, int]]:
+        return list_queues(self.paths.consumequeue)
+
+    @property
+    def index(self) -> IndexService:
+        if self._index is None:
+            self._index = IndexService(
+                self.paths.index, slots=self.config.index_slots,
+                max_entries=self.config.index_max_entries,
+            )
+        return self._index
+
+    @property
+    def checkpoint(self) -> CheckpointFile:
+        if self._checkpoint is None:
+            self._checkpoint = CheckpointFile(self.paths.checkpoint)
+        return self._checkpoint
+
+    # --- writing ------------------------------------------------------------------------------
+    def put(
+        self,
+        topic: str,
+        queue_id: int,
+        bodies: Sequence[bytes],
+        properties: Sequence[bytes],
+        *,
+        tags: str | None = None,
+        tag_hashes: np.ndarray | None = None,
+        flag: int = 0,
+        sysflag: int = 0,
+        born_timestamp_ms: int = 0,
+        born_host: bytes = b"\x7f\x00\x00\x01\x00\x00\x00\x00",
+        reconsume_times: int = 0,
+        prepared_tx_offset: int = 0,
+        sync: bool | None = None,
+    ) -> AppendResult:
+        """Append a batch of messages to one queue; return where they landed.
+
+        The batch is visible to consumers when this returns. With SYNC flush (or ``sync=True``)
+        it is also durable. Tag codes: `tag_hashes` per message, else the hash of `tags` for
+        all of them.
+
+        Raises:
+            DiskFull, BatchTooLarge: nothing was written.
+            StoreError / OSError: nothing is acknowledged; recovery repairs what was written.
+        """
+        cq = self.queue(topic, queue_id)
+        topic_b = self._topics.get(topic)
+        if topic_b is None:
+            topic_b = self._topics[topic] = topic.encode()
+        result = self.commitlog.append(
+            topic_b, queue_id, cq.max_offset, bodies, properties, flag=flag, sysflag=sysflag,
+            born_timestamp_ms=born_timestamp_ms or int(time.time() * 1000),
+            born_host=born_host, reconsume_times=reconsume_times,
+            prepared_tx_offset=prepared_tx_offset,
+        )
+        if tag_hashes is None:
+            tag_hashes = np.full(result.count, tag_hash(tags), dtype=np.int64)
+        cq.append(result.queue_offset, result.offsets, result.sizes, tag_hashes)
+        self.commitlog.release()
+        if sync if sync is not None else self.config.flush is FlushMode.SYNC:
+            self.sync_to(result.offsets[0], result.end)
+        return result
+
+    def sync_to(self, batch_start: int, end: int) -> None:
+        """Make commit-log bytes up to `end` durable (group commit for SYNC flush).
+
+        Syncs from the lowest of this process's synced position and the batch start, so every
+        header before the batch (other writers' claims included) reaches the disk with it.
+        """
+        start = min(self._synced_to, int(batch_start))
+        self.commitlog.flush_range(start, end)
+        self._synced_to = max(self._synced_to, end)
+
+    # --- flushing and indexing ----------------------------------------------------------------
+    def flush(self) -> Checkpoint:
+        """Make everything committed durable and advance the checkpoint; return it.
+
+        Safe to call from any process that opened the store writable. Cost: msync of the
+        commit-log range since the last checkpoint and fdatasync of every consume-queue file.
+        """
+        assert self.claims is not None
+        cp = self.checkpoint.read()
+        committed = self.claims.committed()
+        if committed <= cp.flushed_offset:
+            return cp
+        self.commitlog.flush_range(cp.flushed_offset, committed)
+        _fsync_tree(self.paths.consumequeue)
+        new = Checkpoint(committed, cp.indexed_offset, int(time.time() * 1000), cp.index_timestamp_ms)
+        self.checkpoint.write(new)
+        return new
+
+    def build_index(self, max_records: int = 100_000) -> int:
+        """Index the KEYS and UNIQ_KEY of committed records past the checkpoint's indexed offset.
+
+        Returns the number of records examined. Durable with the next `flush_index`.
+        """
+        assert self.claims is not None
+        cp = self.checkpoint.read()
+        end = self.claims.committed()
+        pos = cp.indexed_offset
+        seen = 0
+        keys: list[str] = []
+        offsets: list[int] = []
+        stamps: list[int] = []
+        last_ts = cp.index_timestamp_ms
+        for meta in self.iter_records(pos, end):
+            pos = meta.offset + meta.size
+            seen += 1
+            for key in index_keys_of(meta.properties):
+                keys.append(f"{meta.topic}#{key}")
+                offsets.append(meta.offset)
+                stamps.append(meta.store_timestamp_ms)
+            last_ts = meta.store_timestamp_ms
+            if seen >= max_records:
+                break
+        else:
+            pos = max(pos, self._skip_blanks(pos, end))
+        if keys:
+            self.index.put_many(keys, offsets, stamps)
+        if pos != cp.indexed_offset:
+            self.index.flush()
+            cp = self.checkpoint.read()
+            self.checkpoint.write(
+                Checkpoint(cp.flushed_offset, pos, cp.physic_timestamp_ms, last_ts)
+            )
+        return seen
+
+    def _skip_blanks(self, pos: int, end: int) -> int:
+        for offset, size, _magic in self.commitlog.records(pos, end):
+            pos = offset + size
+        return pos
+
+    # --- reading ------------------------------------------------------------------------------
+    def iter_records(self, start: int, end: int) -> Iterator[RecordMeta]:
+        """Valid message records in [start, end), skipping blanks (committed ranges only)."""
+        for offset, _size, magic in self.commitlog.records(start, end):
+            if magic != MESSAGE_MAGIC:
+                continue
+            seg = self.commitlog.segments.for_offset(offset)
+            meta = check_record(seg.mm, offset - seg.start, offset, seg.size, check_crc=False)
+            if isinstance(meta, RecordMeta):
+                yield meta
+
+    def message(self, offset: int) -> memoryview:
+        """The stored bytes of the record at `offset` (zero-copy)."""
+        size, _magic = self.commitlog.header(offset)
+        return self.commitlog.view(offset, size)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fdatasync every regular file under `root` (consume queues are small files)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
