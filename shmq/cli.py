@@ -46,16 +46,18 @@ def store_verify(data_dir: Path) -> None:
 
 @store.command("recover")
 @click.argument("data_dir", type=click.Path(path_type=Path, exists=True))
-@click.option("--segment-bytes", type=int, default=None, help="Segment size (default: from files).")
-def store_recover(data_dir: Path, segment_bytes: int | None) -> None:
+def store_recover(data_dir: Path) -> None:
     """Run crash recovery on a stopped store; print what was repaired as JSON."""
     from shmq.store.config import StoreConfig
     from shmq.store.recovery import recover
-    from shmq.store.verify import infer_segment_bytes
+    from shmq.store.store import config_for
 
     root = data_dir / "store" if (data_dir / "store").is_dir() else data_dir
-    seg = segment_bytes or infer_segment_bytes(root / "commitlog") or (1 << 30)
-    report = recover(root, StoreConfig(segment_bytes=seg, min_free_bytes=0))
+    if not (root / "commitlog").is_dir():
+        click.echo(f"shmq store recover: {root} is not a shmq store: no commitlog/ directory",
+                   err=True)
+        sys.exit(2)
+    report = recover(root, config_for(root, StoreConfig(min_free_bytes=0)))
     click.echo(json.dumps(report.to_dict(), sort_keys=True))
 
 

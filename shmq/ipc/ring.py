@@ -226,6 +226,7 @@ class Ring:
         self._data_sem = data_sem
         self._space_sem = space_sem
         self._ends: list[RingProducer | RingConsumer] = []
+        self._detached = False
 
     @classmethod
     def create(
@@ -335,11 +336,12 @@ class Ring:
         The ends become unusable (their calls raise ValueError). The ring is not closed: a
         new end, in this or another process, resumes where these stopped.
         """
-        if self._view.obj is None:  # released: detached already
+        if self._detached:
             return
+        self._detached = True
         pid = os.getpid()
         for end in self._ends:
-            end._drop_views()
+            end._on_detach()
             index = _PPID if isinstance(end, RingProducer) else _CPID
             if self._counters[index] == pid:
                 self._counters[index] = 0
@@ -419,6 +421,8 @@ class RingProducer:
         self._sleeper = Sleeper(ring._space_sem, self._counters, _PSTATE, policy)
         self._reserved: list[memoryview] = []
         self._closed = False
+        self._closed_by: str | None = None  # who closed the ring, once this end knows
+        self._detached = False
 
     # --- fast paths ------------------------------------------------------------------------
 
@@ -432,8 +436,9 @@ class RingProducer:
         Raises:
             RecordTooLarge: `payload` exceeds `max_payload_bytes`; nothing was written.
             InvalidLayout: `kind` is not a u16; nothing was written.
-            RingClosed: we closed the ring (nothing written), or the consumer has: then the
-                record may be in the ring, but nobody will read it.
+            RingClosed: the ring is closed. If this call is the first to see that the
+                consumer closed it, the record is in the ring and may never be read; later
+                calls write nothing.
         """
         n = len(payload)
         size = (n + _ROUND) & _ALIGN_MASK
@@ -622,6 +627,7 @@ class RingProducer:
             self._tail_limit = load_tail(self._counters) + self.capacity_bytes
             if head + pad + size > self._tail_limit:
                 if self._counters[_CSTATE] == STATE_CLOSED:
+                    self._refuse_writes(_CONSUMER)
                     raise RingClosed(self.ring_name, _CONSUMER)
                 return None
         if pad:
@@ -641,12 +647,26 @@ class RingProducer:
         if state > 0:
             self._waker.wake(state)
         elif state == STATE_CLOSED:
+            self._refuse_writes(_CONSUMER)
             raise RingClosed(self.ring_name, _CONSUMER)
 
+    def _refuse_writes(self, closed_by: str) -> None:
+        # Every later write takes the slow path (no record fits -1 bytes), which raises
+        # RingClosed before writing anything: the fast path pays nothing for closing.
+        self._closed_by = closed_by
+        self._max_record = -1
+
     def _raise_too_large(self, n: int) -> None:
-        if self._closed:
-            raise RingClosed(self.ring_name, _PRODUCER)
+        if self._detached:
+            raise ValueError(f"ring {self.ring_name} is detached")
+        if self._closed_by is not None:
+            raise RingClosed(self.ring_name, self._closed_by)
         raise RecordTooLarge(n, self.max_payload_bytes)
+
+    def _on_detach(self) -> None:
+        self._drop_views()
+        self._detached = True
+        self._max_record = -1  # every later write takes the slow path, which raises
 
     def _check_consumer_alive(self) -> None:
         pid = int(self._counters[_CPID])
@@ -668,7 +688,7 @@ class RingProducer:
             return
         self.abort()
         self._closed = True
-        self._max_record = -1  # every later write takes the slow path, which raises RingClosed
+        self._refuse_writes(_PRODUCER)
         self._counters[_PSTATE] = STATE_CLOSED
         self._waker.wake_always()
 
@@ -854,12 +874,12 @@ class RingConsumer:
         if pid and not is_process_alive(pid):
             raise PeerGone(self.ring_name, _PRODUCER, pid)
 
-    def _drop_views(self) -> None:
-        """Nothing to drop: the consumer hands out copies."""
+    def _on_detach(self) -> None:
+        self._head = self._tail  # the next read reloads head, which raises ValueError
 
     def close(self) -> None:
-        """Close the ring for good: the producer's writes raise `RingClosed` from now on, and
-        records still unread are dropped. Idempotent."""
+        """Close the ring for good: the producer's writes raise `RingClosed` from now on. This
+        end may still read what is in the ring; then its reads raise `RingClosed`. Idempotent."""
         if self._closed:
             return
         self._closed = True

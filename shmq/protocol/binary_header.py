@@ -144,9 +144,11 @@ def encode_binary_header(command: RemotingCommand) -> bytes:
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        hint = "; use the JSON header" if name in ("code", "version") else ""
+        kind = "int16" if high == INT16_MAX else "int32"
+        hint = "; use the JSON header" if kind == "int16" else ""
         raise LocalProtocolError(
-            f"{name} {value!r} is not an int in {low}..{high}, so it cannot go in a binary header{hint}"
+            f"{name} {value!r} is not an {kind} ({low}..{high}), so a binary header cannot "
+            f"carry it{hint}"
         )
 
 

@@ -28,7 +28,7 @@ from typing import Final, Self
 
 from shmq.message.taghash import java_string_hash
 
-from .body_json import JsonObject, as_enum, as_int, as_str, encode_json, read_object
+from .body_json import JsonObject, as_enum, as_int, as_str, as_texts, encode_json, read_object
 from .registration import (
     DataVersion,
     RegisterBrokerBody,
@@ -159,7 +159,9 @@ class TopicRouteData:
         """Standard JSON, numbers as numbers, broker ids as quoted keys (spec §9.1)."""
         body: dict[str, object] = {
             "brokerDatas": [broker.to_json() for broker in self.broker_datas],
-            "filterServerTable": {addr: list(servers) for addr, servers in self.filter_server_table.items()},
+            "filterServerTable": {
+                addr: list(servers) for addr, servers in self.filter_server_table.items()
+            },
             "queueDatas": [queue.to_json() for queue in self.queue_datas],
         }
         if self.order_topic_conf is not None:
@@ -174,9 +176,10 @@ class TopicRouteData:
             BodyFormatError: the body is not a route.
         """
         obj = read_object(data, "TopicRouteData")
-        table = {}
-        for addr, servers, path in obj.entries("filterServerTable"):
-            table[addr] = tuple(as_str(s, path) for s in JsonObject({"x": servers}, path).items("x"))
+        table = {
+            addr: as_texts(servers, path)
+            for addr, servers, path in obj.entries("filterServerTable")
+        }
         return cls(
             queue_datas=tuple(QueueData.from_json(v, w) for v, w in obj.items("queueDatas")),
             broker_datas=tuple(BrokerData.from_json(v, w) for v, w in obj.items("brokerDatas")),
@@ -261,14 +264,23 @@ class SubscriptionData:
         if expression_type == EXPRESSION_TAG:
             tagged = cls.of_tags(topic, obj.opt_text("subString"), sub_version)
             return cls(
-                topic, tagged.sub_string, tagged.tags_set, tagged.code_set, sub_version,
-                expression_type, class_filter_mode,
+                topic,
+                tagged.sub_string,
+                tagged.tags_set,
+                tagged.code_set,
+                sub_version,
+                expression_type,
+                class_filter_mode,
             )
         tags = obj.texts("tagsSet")
         return cls(
-            topic, obj.opt_text("subString") or "", tags,
-            tuple(java_string_hash(tag) for tag in tags), sub_version,
-            expression_type, class_filter_mode,
+            topic,
+            obj.opt_text("subString") or "",
+            tags,
+            tuple(java_string_hash(tag) for tag in tags),
+            sub_version,
+            expression_type,
+            class_filter_mode,
         )
 
 
@@ -299,7 +311,9 @@ class ConsumerData:
         return cls(
             group_name=obj.text("groupName"),
             consume_type=as_enum(ConsumeType, obj.data.get("consumeType"), f"{where}.consumeType"),
-            message_model=as_enum(MessageModel, obj.data.get("messageModel"), f"{where}.messageModel"),
+            message_model=as_enum(
+                MessageModel, obj.data.get("messageModel"), f"{where}.messageModel"
+            ),
             consume_from_where=as_enum(
                 ConsumeFromWhere, obj.data.get("consumeFromWhere"), f"{where}.consumeFromWhere"
             ),
@@ -346,7 +360,8 @@ class HeartbeatData:
         return cls(
             client_id=obj.text("clientID"),
             producer_data_set=tuple(
-                ProducerData(JsonObject(v, w).text("groupName")) for v, w in obj.items("producerDataSet")
+                ProducerData(JsonObject(v, w).text("groupName"))
+                for v, w in obj.items("producerDataSet")
             ),
             consumer_data_set=tuple(
                 ConsumerData.from_json(v, w) for v, w in obj.items("consumerDataSet")
@@ -444,8 +459,7 @@ class ClusterInfo:
         obj = read_object(data, "ClusterInfo")
         brokers = {n: BrokerData.from_json(v, w) for n, v, w in obj.entries("brokerAddrTable")}
         clusters = {
-            name: JsonObject({"names": names}, path).texts("names")
-            for name, names, path in obj.entries("clusterAddrTable")
+            name: as_texts(names, path) for name, names, path in obj.entries("clusterAddrTable")
         }
         return cls(brokers, clusters)
 

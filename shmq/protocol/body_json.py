@@ -26,6 +26,7 @@ __all__ = [
     "as_enum",
     "as_int",
     "as_str",
+    "as_texts",
     "encode_json",
     "read_object",
 ]
@@ -106,7 +107,9 @@ class JsonObject:
         return ((name, item, f"{where}[{name!r}]") for name, item in value.items())
 
     def texts(self, key: str) -> tuple[str, ...]:
-        return tuple(as_str(item, where) for item, where in self.items(key))
+        """The array of strings at `key`; () when the key is missing."""
+        value = self._get(key, False)
+        return () if value is None else as_texts(value, f"{self.where}.{key}")
 
 
 def _kind_of(value: object) -> str:
@@ -117,6 +120,13 @@ def as_str(value: object, where: str) -> str:
     if isinstance(value, str):
         return value
     raise BodyFormatError(where, f"expected a string, got {_kind_of(value)}")
+
+
+def as_texts(value: object, where: str) -> tuple[str, ...]:
+    """An array of strings."""
+    if not isinstance(value, list):
+        raise BodyFormatError(where, f"expected an array, got {_kind_of(value)}")
+    return tuple(as_str(item, f"{where}[{index}]") for index, item in enumerate(value))
 
 
 def as_int(value: object, where: str, bits: int = 32) -> int:

@@ -33,9 +33,7 @@ MAX_DEPTH: Final = 100
 
 _strict_loads: Final = json.JSONDecoder(strict=False).decode
 #: the C string scanner of json: (text, index after the quote, strict) -> (value, end)
-_scanstring: Final[Callable[[str, int, bool], tuple[str, int]]] = (
-    json.decoder.scanstring  # type: ignore[attr-defined]
-)
+_scanstring: Final[Callable[[str, int, bool], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _canonical: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 _NUMBER: Final = json.scanner.NUMBER_RE

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Self, cast
+from typing import Final, NamedTuple, Self, TypeVar
 
 from .codes import RequestCode
 from .command import RemotingCommand
 from .errors import HeaderFieldError, LocalProtocolError
-from .json_header import DECIMAL
 from .layout import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 
 __all__ = [
@@ -98,12 +97,16 @@ def parse_bool(text: str) -> bool:
     return text == "1" or text.lower() == "true"
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldSpec:
+class _FieldSpec(NamedTuple):
     attr: str
     wire: str
     kind: _Kind
     required: bool
+    default: object
+    #: writes the slot directly, bypassing the frozen dataclass's __init__ (see _read_header)
+    store: Callable[[object, object], None]
+    low: int  #: range of INT and LONG fields
+    high: int
 
 
 _SPECS: Final[dict[type, tuple[_FieldSpec, ...]]] = {}
@@ -119,6 +122,10 @@ def _field_specs(header_class: type) -> tuple[_FieldSpec, ...]:
                 item.metadata["wire"],
                 item.metadata["kind"],
                 required=item.default is dataclasses.MISSING,
+                default=None if item.default is dataclasses.MISSING else item.default,
+                store=getattr(header_class, item.name).__set__,
+                low=_RANGES.get(item.metadata["kind"], (0, 0))[0],
+                high=_RANGES.get(item.metadata["kind"], (0, 0))[1],
             )
             for item in dataclasses.fields(header_class)
         )
@@ -145,22 +152,7 @@ class ExtHeader:
             HeaderFieldError: a required field is missing, or a value does not parse as its
                 wire type (an int out of range included).
         """
-        values: dict[str, object] = {}
-        for spec in _field_specs(cls):
-            raw = ext_fields.get(spec.wire)
-            if raw is None or (raw == "" and not spec.required):
-                if spec.required:
-                    raise HeaderFieldError(cls.__name__, spec.wire, None, spec.kind.value)
-                continue
-            kind = spec.kind
-            if kind is _S:
-                values[spec.attr] = raw
-            elif kind is _B:
-                values[spec.attr] = parse_bool(raw)
-            else:
-                values[spec.attr] = _parse_int(cls.__name__, spec, raw)
-        header: Self = cast(Any, cls)(**values)
-        return header
+        return _read_header(cls, _field_specs(cls), ext_fields)
 
     def to_ext_fields(self) -> dict[str, str]:
         """Return the header as extFields: every value a string, None fields left out."""
@@ -176,13 +168,38 @@ class ExtHeader:
         return fields
 
 
-def _parse_int(header: str, spec: _FieldSpec, raw: str) -> int:
-    if DECIMAL.fullmatch(raw):
+H = TypeVar("H", bound=ExtHeader)
+
+
+def _read_header(cls: type[H], specs: tuple[_FieldSpec, ...], ext_fields: Mapping[str, str]) -> H:
+    """Build a `cls` from `ext_fields` following `specs` (see ExtHeader.from_ext_fields)."""
+    # A frozen dataclass's __init__ sets each field through object.__setattr__, which costs
+    # ~5 us for the 14 fields of a send header; storing into the slots directly costs ~1 us.
+    # Every field is stored exactly once, so the result is what __init__ would build.
+    header = object.__new__(cls)
+    get = ext_fields.get
+    for _, wire, kind, required, default, store, low, high in specs:
+        raw = get(wire)
+        if raw is None or (not raw and not required):
+            if required:
+                raise HeaderFieldError(cls.__name__, wire, None, kind.value)
+            store(header, default)
+        elif kind is _S:
+            store(header, raw)
+        elif kind is _B:
+            store(header, raw == "1" or raw.lower() == "true")
+        else:
+            store(header, _parse_int(cls.__name__, wire, kind, raw, low, high))
+    return header
+
+
+def _parse_int(header: str, wire: str, kind: _Kind, raw: str, low: int, high: int) -> int:
+    """Java `Integer.parseInt` / `Long.parseLong`: optional sign, ASCII digits, in range."""
+    if (raw.isdigit() or (raw[:1] in ("+", "-") and raw[1:].isdigit())) and raw.isascii():
         value = int(raw)
-        low, high = _RANGES[spec.kind]
         if low <= value <= high:
             return value
-    raise HeaderFieldError(header, spec.wire, raw, spec.kind.value)
+    raise HeaderFieldError(header, wire, raw, kind.value)
 
 
 # -- send (request-codes.md §3) -------------------------------------------------------------
@@ -232,43 +249,43 @@ class SendMessageRequestHeaderV2(ExtHeader):
     def to_v1(self) -> SendMessageRequestHeader:
         """Return the same header with the full field names (Java `createSendMessageRequestHeaderV1`)."""
         return SendMessageRequestHeader(
-            producer_group=self.a,
-            topic=self.b,
-            default_topic=self.c,
-            default_topic_queue_nums=self.d,
-            queue_id=self.e,
-            sys_flag=self.f,
-            born_timestamp=self.g,
-            flag=self.h,
-            properties=self.i,
-            reconsume_times=self.j,
-            unit_mode=self.k,
-            max_reconsume_times=self.l,
-            batch=self.m,
-            bname=self.n,
+            **{v1: getattr(self, v2) for v1, v2 in _V2_NAME_OF_V1.items()}
         )
 
     @classmethod
     def from_v1(cls, v1: SendMessageRequestHeader) -> SendMessageRequestHeaderV2:
         """Return `v1` with the short field names (Java `createSendMessageRequestHeaderV2`)."""
-        return cls(
-            a=v1.producer_group,
-            b=v1.topic,
-            c=v1.default_topic,
-            d=v1.default_topic_queue_nums,
-            e=v1.queue_id,
-            f=v1.sys_flag,
-            g=v1.born_timestamp,
-            h=v1.flag,
-            i=v1.properties,
-            j=v1.reconsume_times,
-            k=v1.unit_mode,
-            l=v1.max_reconsume_times,
-            m=v1.batch,
-            n=v1.bname,
-        )
+        return cls(**{v2: getattr(v1, name) for name, v2 in _V2_NAME_OF_V1.items()})
 
 
+#: V1 attribute -> V2 field (attribute and wire name); note l/m swap order with batch
+_V2_NAME_OF_V1: Final = {
+    "producer_group": "a",
+    "topic": "b",
+    "default_topic": "c",
+    "default_topic_queue_nums": "d",
+    "queue_id": "e",
+    "sys_flag": "f",
+    "born_timestamp": "g",
+    "flag": "h",
+    "properties": "i",
+    "reconsume_times": "j",
+    "unit_mode": "k",
+    "max_reconsume_times": "l",
+    "batch": "m",
+    "bname": "n",
+}
+
+
+def _v1_specs_with_v2_wire_names() -> tuple[_FieldSpec, ...]:
+    """V1's wire table with V2's short names: reads a V2 header straight into the V1 class."""
+    return tuple(
+        spec._replace(wire=_V2_NAME_OF_V1[spec.attr])
+        for spec in _field_specs(SendMessageRequestHeader)
+    )
+
+
+_V1_FROM_V2_SPECS: Final = _v1_specs_with_v2_wire_names()
 _V1_SEND_CODES: Final = frozenset({RequestCode.SEND_MESSAGE, RequestCode.SEND_REPLY_MESSAGE})
 _V2_SEND_CODES: Final = frozenset(
     {RequestCode.SEND_MESSAGE_V2, RequestCode.SEND_BATCH_MESSAGE, RequestCode.SEND_REPLY_MESSAGE_V2}
@@ -295,7 +312,8 @@ def decode_send_message_header(command: RemotingCommand) -> SendMessageRequestHe
     if code in _V1_SEND_CODES:
         header = SendMessageRequestHeader.from_ext_fields(command.ext_fields)
     elif code in _V2_SEND_CODES:
-        header = SendMessageRequestHeaderV2.from_ext_fields(command.ext_fields).to_v1()
+        # Equivalent to SendMessageRequestHeaderV2.from_ext_fields(...).to_v1(), in one pass.
+        header = _read_header(SendMessageRequestHeader, _V1_FROM_V2_SPECS, command.ext_fields)
     else:
         raise LocalProtocolError(f"request code {code} is not a send request")
     if code == RequestCode.SEND_BATCH_MESSAGE and not header.batch:

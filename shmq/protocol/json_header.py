@@ -54,7 +54,9 @@ _JSON: Final = SerializeType.JSON
 _QUOTE_LIMIT: Final = 120  # characters of offending input quoted in an error message
 
 
-def decode_json_header(header: bytes | bytearray | memoryview, body: bytes | None) -> RemotingCommand:
+def decode_json_header(
+    header: bytes | bytearray | memoryview, body: bytes | None
+) -> RemotingCommand:
     """Decode the JSON header bytes of one frame into a command carrying `body`.
 
     Args:
@@ -166,7 +168,9 @@ def _int32(obj: dict[str, Any], key: str, default: int | None) -> int:
         parsed = int(value)
         if INT32_MIN <= parsed <= INT32_MAX:
             return parsed
-    raise RemoteProtocolError(f"JSON header field {key!r} = {value!r:.{_QUOTE_LIMIT}} is not an int32")
+    raise RemoteProtocolError(
+        f"JSON header field {key!r} = {value!r:.{_QUOTE_LIMIT}} is not an int32"
+    )
 
 
 def _language(value: object) -> LanguageCode:
@@ -175,14 +179,18 @@ def _language(value: object) -> LanguageCode:
         return LanguageCode.JAVA
     if type(value) is int:
         return _LANGUAGE_BY_NUMBER.get(value, LanguageCode.OTHER)
-    raise RemoteProtocolError(f"JSON header field 'language' = {value!r:.{_QUOTE_LIMIT}} is not a name")
+    raise RemoteProtocolError(
+        f"JSON header field 'language' = {value!r:.{_QUOTE_LIMIT}} is not a name"
+    )
 
 
 def _remark(value: object) -> str | None:
     if value is None or type(value) is str:
         return value
     if isinstance(value, (dict, list)):
-        raise RemoteProtocolError(f"JSON header field 'remark' = {value!r:.{_QUOTE_LIMIT}} is not a string")
+        raise RemoteProtocolError(
+            f"JSON header field 'remark' = {value!r:.{_QUOTE_LIMIT}} is not a string"
+        )
     return ext_value_to_str(value)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import fastjson
-from .body_json import JsonObject, as_int, encode_json, read_object
+from .body_json import JsonObject, as_int, as_texts, encode_json, read_object
 from .errors import BodyFormatError
 from .layout import I32
 
@@ -156,7 +156,9 @@ class RegisterBrokerBody:
         return zlib.compress(b"".join(parts), 9)
 
     @classmethod
-    def decode(cls, data: bytes | bytearray | memoryview, compressed: bool = False) -> RegisterBrokerBody:
+    def decode(
+        cls, data: bytes | bytearray | memoryview, compressed: bool = False
+    ) -> RegisterBrokerBody:
         """Read either form (`compressed` comes from the request header).
 
         Raises:
@@ -193,7 +195,7 @@ def _decode_compressed_registration(data: bytes) -> RegisterBrokerBody:
             str(reader.chunk(), "utf-8", "replace"), f"{where}.topic[{index}]"
         )
         table[config.topic_name] = config
-    servers = JsonObject({"list": fastjson.loads(reader.chunk(), where)}, where).texts("list")
+    servers = as_texts(fastjson.loads(reader.chunk(), where), f"{where}.filterServerList")
     return RegisterBrokerBody(TopicConfigSerializeWrapper(table, version), servers)
 
 

@@ -48,9 +48,6 @@ _MID_PREFIX: Final = struct.Struct(">iq")  # SYSFLAG, BORNTIMESTAMP
 _I64: Final = struct.Struct(">q")
 _MID_SUFFIX: Final = struct.Struct(">iqi")  # RECONSUMETIMES, PREPARED TX OFFSET, BODYLENGTH
 _CRC_MASK: Final = 0x7FFFFFFF
-#: Average body size from which records are written straight into the mapping (one copy) rather
-#: than joined first (fewer, larger copies win for small records).
-_DIRECT_BODY_BYTES: Final = 1024
 _FREE_RECHECK_S: Final = 0.5
 
 
@@ -174,8 +171,8 @@ class CommitLog:
         claims = self.claims
         assert claims is not None, "read-only commit log"
         n = len(bodies)
-        blens = [len(b) for b in bodies]
-        plens = [len(p) for p in properties]
+        blens = list(map(len, bodies))
+        plens = list(map(len, properties))
         v6 = (len(born_host) > 8) * rec.BORNHOST_V6_FLAG
         v6 |= (len(self.store_host) > 8) * rec.STOREHOSTADDRESS_V6_FLAG
         sysflag |= v6
@@ -192,8 +189,7 @@ class CommitLog:
         mid_head = _MID_PREFIX.pack(sysflag, born_timestamp_ms) + born_host
         mid_head += _I64.pack(store_ts) + self.store_host
         mid_tail = _MID_SUFFIX.pack(reconsume_times, prepared_tx_offset, 0)[:-4]
-        encode = _encode_direct if sum(blens) >= _DIRECT_BODY_BYTES * n else _encode_joined
-        first = encode(
+        first = _encode_joined(
             seg, start, fixed, topic, queue_id, flag, queue_offset,
             bodies, properties, blens, plens, mid_head, mid_tail,
         )
@@ -261,67 +257,31 @@ def _encode_joined(
 ) -> int:
     """Encode records into one buffer, copy it in; return the first record's size.
 
-    The first 8 bytes of the batch (the PENDING header) are not overwritten.
+    The first 8 bytes of the batch (the PENDING header) are not overwritten. Per record this
+    is one struct pack, one CRC and five list slots; the header fields shared by the batch
+    (`mid`) and the topic/properties-length prefix (`tail`) are rebuilt only when a length
+    changes.
     """
     head = _HEAD.pack
     topic_part = bytes((len(topic),)) + topic
-    mids: dict[int, bytes] = {}
-    tails: dict[int, bytes] = {}
     parts: list[bytes] = []
-    add = parts.append
+    extend = parts.extend
+    magic = rec.MESSAGE_MAGIC
     pos = start
     qoff = queue_offset
+    last_blen = last_plen = -1
+    mid = tail = b""
     for body, props, blen, plen in zip(bodies, properties, blens, plens):
+        if blen != last_blen:
+            mid, last_blen = mid_head + mid_tail + _I32.pack(blen), blen
+        if plen != last_plen:
+            tail, last_plen = topic_part + plen.to_bytes(2, "big", signed=True), plen
         size = fixed + blen + plen
-        mid = mids.get(blen)
-        if mid is None:
-            mid = mids[blen] = mid_head + mid_tail + _I32.pack(blen)
-        tail = tails.get(plen)
-        if tail is None:
-            tail = tails[plen] = topic_part + plen.to_bytes(2, "big", signed=True)
-        add(head(size, rec.MESSAGE_MAGIC, crc32(body) & _CRC_MASK, queue_id, flag, qoff, pos))
-        add(mid)
-        add(body)
-        add(tail)
-        add(props)
+        extend((head(size, magic, crc32(body) & _CRC_MASK, queue_id, flag, qoff, pos),
+                mid, body, tail, props))
         pos += size
         qoff += 1
     buf = b"".join(parts)
     rel = start - seg.start
     seg.mm[rel + 8 : rel + len(buf)] = memoryview(buf)[8:]
-    return fixed + blens[0] + plens[0]
-
-
-def _encode_direct(
-    seg: Segment, start: int, fixed: int, topic: bytes, queue_id: int, flag: int,
-    queue_offset: int, bodies: Sequence[bytes], properties: Sequence[bytes],
-    blens: list[int], plens: list[int], mid_head: bytes, mid_tail: bytes,
-) -> int:
-    """Encode records straight into the mapping (large bodies: one copy each)."""
-    mm = seg.mm
-    head_into = _HEAD.pack_into
-    head = _HEAD.pack
-    topic_part = bytes((len(topic),)) + topic
-    hsize = _HEAD.size
-    pos = start
-    rel = start - seg.start
-    qoff = queue_offset
-    for i, (body, props, blen, plen) in enumerate(zip(bodies, properties, blens, plens)):
-        size = fixed + blen + plen
-        crc = crc32(body) & _CRC_MASK
-        if i:
-            head_into(mm, rel, size, rec.MESSAGE_MAGIC, crc, queue_id, flag, qoff, pos)
-        else:  # keep the PENDING header: write from byte 8 on
-            mm[rel + 8 : rel + hsize] = head(size, 0, crc, queue_id, flag, qoff, pos)[8:]
-        p = rel + hsize
-        mid = mid_head + mid_tail + _I32.pack(blen)
-        mm[p : p + len(mid)] = mid
-        p += len(mid)
-        mm[p : p + blen] = body
-        p += blen
-        tail = topic_part + plen.to_bytes(2, "big", signed=True) + props
-        mm[p : p + len(tail)] = tail
-        pos += size
-        rel += size
-        qoff += 1
     return fixed + blens[0] + plens[0]

@@ -462,23 +462,32 @@ class ConsumeQueue:
         return seg
 
     def truncate(self, queue_offset: int) -> None:
-        """Drop entries >= `queue_offset`: zero them and delete the files after them.
+        """Drop entries >= `queue_offset`: delete the files after it, then zero the entries.
 
         A `queue_offset` before the first file empties the queue (all files deleted, max_offset
-        0; the next append may start anywhere). Nothing happens if it is >= max_offset.
+        0; the next append may start anywhere). Nothing happens if it is >= max_offset. Later
+        files go first, newest first, so neither a crash nor a reader ever sees a gap.
 
         Raises:
             ConsumeQueueError: read-only or closed instance (nothing changed), or a file could
-                not be deleted (entries from `queue_offset` on are dropped, some later files
-                may remain; call again).
+                not be deleted (the files after it are gone, max_offset says what is left;
+                call again).
         """
         self._check_writable()
         segments = self._segments
         if queue_offset >= self._max_offset or not segments:
             return
         keep = 0 if queue_offset < segments[0].start else self._index_of(queue_offset) + 1
+        try:
+            while len(segments) > keep:
+                self._delete_segment(segments[-1])
+                segments.pop()
+        except ConsumeQueueError:
+            self._max_offset = self._compute_max_offset()
+            self._min_offset = self._compute_min_offset()
+            raise
         if keep:
-            seg = segments[keep - 1]
+            seg = segments[-1]
             lo = queue_offset - seg.start
             hi = min(self._max_offset - seg.start, self._epf)
             seg.sizes[lo:hi] = CQ_UNWRITTEN_SIZE  # unpublish first
@@ -487,8 +496,6 @@ class ConsumeQueue:
         self._max_offset = queue_offset if keep else 0
         self._min_offset = min(self._min_offset, self._max_offset)
         self._unflushed_from = min(self._unflushed_from, self._max_offset)
-        while len(segments) > keep:  # newest first, so readers never see a gap
-            self._delete_segment(segments.pop())
 
     def truncate_to_phys(self, phys_end: int) -> None:
         """Drop the entries whose record ends past commit-log offset `phys_end`.
@@ -531,21 +538,27 @@ class ConsumeQueue:
                 seg = segments[0]
                 if int(seg.offsets[epf - 1]) >= min_phys_offset:
                     break
-                self._delete_segment(segments.pop(0))
+                self._delete_segment(seg)
+                segments.pop(0)
                 deleted += 1
         finally:
             self._min_offset = self._compute_min_offset()
         return deleted
 
     def _delete_segment(self, seg: _Segment) -> None:
-        seg.close()
-        self._dir_changed = True
+        """Unlink `seg`'s file, then unmap it; the caller drops it from `_segments`.
+
+        Raises:
+            ConsumeQueueError: the file could not be deleted; it is still mapped.
+        """
         try:
             os.unlink(seg.path)
         except FileNotFoundError:
             pass
         except OSError as err:
             raise ConsumeQueueError(f"cannot delete consume-queue file {seg.path}: {err}") from err
+        seg.close()
+        self._dir_changed = True
 
     def flush(self) -> None:
         """Write modified entries (msync) and created or deleted file names (fsync) to disk.

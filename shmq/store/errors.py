@@ -14,9 +14,9 @@ class DiskFull(StoreError):
 
     def __init__(self, path: str, free_bytes: int, floor_bytes: int) -> None:
         super().__init__(
-            f"free space {free_bytes / 2**30:.2f} GiB on {path} is below the "
-            f"{floor_bytes / 2**30:.2f} GiB floor (store.min_free_bytes); appends are refused "
-            "until old data is deleted or the floor is lowered"
+            f"free space {_human(free_bytes)} on {path} is below the {_human(floor_bytes)} "
+            "needed (store.min_free_bytes, or a new segment of store.segment_bytes); appends "
+            "are refused until old data is deleted or the floor is lowered"
         )
         self.path, self.free_bytes, self.floor_bytes = path, free_bytes, floor_bytes
 
@@ -46,3 +46,10 @@ class StoreCorrupt(StoreError):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(f"{message} (commit-log offset {offset})")
         self.offset = offset
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} bytes"

@@ -552,7 +552,8 @@ class IndexService:
         """
         deleted = 0
         while len(self._files) > 1 and self._files[0].end_phys_offset < min_phys_offset:
-            self._delete(self._files.pop(0))
+            self._delete(self._files[0])
+            self._files.pop(0)
             deleted += 1
         return deleted
 
@@ -569,19 +570,25 @@ class IndexService:
         while self._files and (
             self._files[-1].is_empty or self._files[-1].begin_phys_offset >= phys_end
         ):
-            self._delete(self._files.pop())
+            self._delete(self._files[-1])
+            self._files.pop()
         if self._files:
             self._files[-1].truncate_to_phys(phys_end)
             self._dirty.add(self._files[-1])
 
     def _delete(self, index_file: IndexFile) -> None:
-        self._dirty.discard(index_file)
-        index_file.close()
-        self._dir_changed = True
+        """Unlink the file, then unmap it; the caller drops it from `_files`.
+
+        Raises:
+            IndexFileError: the file could not be deleted; it is still open.
+        """
         try:
             index_file.path.unlink(missing_ok=True)
         except OSError as err:
             raise IndexFileError(f"cannot delete index file {index_file.path}: {err}") from err
+        self._dirty.discard(index_file)
+        index_file.close()
+        self._dir_changed = True
 
     # --- lifetime -----------------------------------------------------------------------------
 

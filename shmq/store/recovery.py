@@ -33,7 +33,7 @@ from shmq.store.index import IndexService
 from shmq.store.scan import RecordMeta, RecordProblem, check_record, tags_of
 from shmq.store.commitlog import CommitLog
 from shmq.store.segments import Segment, SegmentSet
-from shmq.store.store import StorePaths
+from shmq.store.store import StorePaths, check_layout
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -73,12 +73,14 @@ def recover(root: Path, config: StoreConfig) -> RecoveryReport:
     """Verify and repair the store under `root`; return what was done.
 
     Raises:
+        ConfigError: `config` has another layout than the store; nothing was changed.
         OSError: the store could not be read or written; it is left as it was found except
             for repairs already reported by earlier successful steps (each step is idempotent,
             so running recovery again is always safe).
     """
     paths = StorePaths(root)
     root.mkdir(parents=True, exist_ok=True)
+    check_layout(root, config)
     report = RecoveryReport()
     log = CommitLog(paths.commitlog, config, writable=True)
     segs = log.segments

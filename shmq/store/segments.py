@@ -13,19 +13,22 @@ them with ACCESS_READ. Nothing here knows about records.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from pathlib import Path
 from typing import Final
 
 from shmq.store import layout
-from shmq.store.errors import StoreClosed
+from shmq.store.errors import DiskFull, StoreClosed
 
 __all__ = ["Segment", "SegmentSet", "MADV_POPULATE_WRITE"]
 
 #: Linux 5.14+: populate page tables writable without changing the contents.
 MADV_POPULATE_WRITE: Final = 23
 _PAGE: Final = mmap.PAGESIZE
+#: Populate in steps of this many bytes, so the check on the append path rarely calls madvise.
+_PREFAULT_CHUNK: Final = 4 << 20
 
 
 class Segment:
@@ -54,9 +57,9 @@ class Segment:
 
     def prefault(self, upto_rel: int) -> None:
         """Populate the mapping up to `upto_rel` bytes from the start (idempotent, bulk)."""
-        upto = min(self.size, -(-upto_rel // _PAGE) * _PAGE)
-        if upto <= self._populated or not self.writable:
+        if upto_rel <= self._populated or not self.writable:
             return
+        upto = min(self.size, -(-upto_rel // _PREFAULT_CHUNK) * _PREFAULT_CHUNK)
         try:
             self.mm.madvise(MADV_POPULATE_WRITE, self._populated, upto - self._populated)
         except OSError:  # older kernel: touch one byte per page (reads keep the contents)
@@ -83,11 +86,21 @@ class Segment:
 
 
 def create_segment_file(path: Path, size: int) -> None:
-    """Create (or complete) a preallocated segment file. Safe to race with another creator."""
+    """Create (or complete) a preallocated segment file. Safe to race with another creator.
+
+    Raises:
+        DiskFull: the file system has no room for the whole segment; no file is left behind.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if os.fstat(fd).st_size < size:
             os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        path.unlink(missing_ok=True)
+        st = os.statvfs(path.parent)
+        raise DiskFull(str(path.parent), st.f_bavail * st.f_frsize, size) from err
     finally:
         os.close(fd)
 

@@ -21,12 +21,16 @@ Layout under the store root::
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from shmq.errors import ConfigError
 
 from shmq.message.layout import MESSAGE_MAGIC
 from shmq.message.taghash import tag_hash
@@ -51,10 +55,52 @@ class StorePaths:
         self.index = root / "index"
         self.checkpoint = root / "checkpoint"
         self.claims = root / "claims"
+        self.layout = root / "layout.json"
 
 
 def store_paths(root: Path) -> StorePaths:
     return StorePaths(root)
+
+
+#: Settings fixed when a store is created; a store cannot be reopened with other values.
+_LAYOUT_KEYS = ("segment_bytes", "cq_entries_per_file")
+
+
+def read_layout(root: Path) -> dict[str, int] | None:
+    """The layout settings recorded in ``store/layout.json``, or None for a new store."""
+    path = StorePaths(root).layout
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {k: int(data[k]) for k in _LAYOUT_KEYS}
+
+
+def config_for(root: Path, config: StoreConfig) -> StoreConfig:
+    """`config` with the layout settings of the existing store under `root` (if any)."""
+    layout = read_layout(root)
+    return replace(config, **layout) if layout else config
+
+
+def check_layout(root: Path, config: StoreConfig) -> None:
+    """Record the layout of a new store; refuse to open an existing one with another layout.
+
+    Raises:
+        ConfigError: `config` disagrees with the store's recorded layout; nothing changed.
+    """
+    layout = read_layout(root)
+    wanted = {k: getattr(config, k) for k in _LAYOUT_KEYS}
+    if layout is None:
+        path = StorePaths(root).layout
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(wanted))
+        os.replace(tmp, path)
+        return
+    for key, value in layout.items():
+        if wanted[key] != value:
+            raise ConfigError(
+                f"store.{key}={wanted[key]} does not match the store in {root}, created with "
+                f"{value}; use {value} (the layout of an existing store cannot change)"
+            )
 
 
 class MessageStore:

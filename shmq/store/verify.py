@@ -19,7 +19,7 @@ from shmq.store.consumequeue import ConsumeQueue, list_queues
 from shmq.store.cqlayout import CQ_ENTRY_BYTES
 from shmq.store.scan import RecordProblem, check_record
 from shmq.store.segments import SegmentSet
-from shmq.store.store import StorePaths
+from shmq.store.store import StorePaths, read_layout
 
 __all__ = ["VerifyReport", "verify_store"]
 
@@ -73,8 +73,11 @@ def verify_store(root: Path, config: StoreConfig | None = None) -> VerifyReport:
     paths = StorePaths(root)
     if not paths.commitlog.is_dir():
         raise FileNotFoundError(f"{root} is not a shmq store: no commitlog/ directory")
-    seg_bytes = infer_segment_bytes(paths.commitlog) or (config.segment_bytes if config else 1 << 30)
-    cq_per_file = config.cq_entries_per_file if config else None
+    layout = read_layout(root) or {}
+    seg_bytes = layout.get("segment_bytes") or infer_segment_bytes(paths.commitlog) or (
+        config.segment_bytes if config else 1 << 30)
+    cq_per_file = layout.get("cq_entries_per_file") or (
+        config.cq_entries_per_file if config else None)
     report = VerifyReport(str(root))
     segs = SegmentSet(paths.commitlog, seg_bytes, writable=False)
     try:

@@ -81,7 +81,7 @@ def test_entry_bytes_on_disk_follow_spec(tmp_path: Path) -> None:
         cq.flush()
     raw = (tmp_path / "TopicTest" / "3" / "00000000000000000000").read_bytes()
     assert len(raw) == 64 * 20
-    assert raw[20:40] == bytes.fromhex("0102030405060708" "11223344" "fffffffffffffffe")
+    assert raw[20:40] == bytes.fromhex("0102030405060708 11223344 fffffffffffffffe")
     base = CQ_ENTRY_BYTES
     assert struct.unpack_from(">q", raw, base + CQ_OFFSET_OFFSET)[0] == 0x0102030405060708
     assert struct.unpack_from(">i", raw, base + CQ_SIZE_OFFSET)[0] == 0x11223344
@@ -189,7 +189,9 @@ def model_select(
         _, size, tag = entries[q]
         if wanted is not None and tag not in wanted:
             continue
-        if len(chosen) == max_count or (max_bytes is not None and chosen and total + size > max_bytes):
+        if len(chosen) == max_count or (
+            max_bytes is not None and chosen and total + size > max_bytes
+        ):
             return chosen, chosen[-1] + 1
         chosen.append(q)
         total += size
@@ -221,9 +223,7 @@ def test_select_matches_model(data: st.DataObject) -> None:
             with cq:
                 min_offset, max_offset = (first_q, first_q + n) if n else (0, 0)
                 assert (cq.min_offset, cq.max_offset) == (min_offset, max_offset)
-                entries = {
-                    first_q + i: (int(offsets[i]), int(sizes[i]), tags[i]) for i in range(n)
-                }
+                entries = {first_q + i: (int(offsets[i]), int(sizes[i]), tags[i]) for i in range(n)}
                 wanted_arr = None if wanted is None else np.asarray(wanted, dtype=np.int64)
                 got = cq.select(
                     start, max_count, wanted_arr, max_bytes=max_bytes, scan_limit=scan_limit
@@ -349,6 +349,18 @@ def test_retention_deletes_old_files_and_moves_min_offset(tmp_path: Path) -> Non
         assert cq.last_phys_end() == 400
     with open_cq(tmp_path, entries_per_file=8, writable=False) as cq:
         assert (cq.min_offset, cq.max_offset) == (32, 40)
+
+
+def test_retention_keeps_the_file_of_the_last_entry(tmp_path: Path) -> None:
+    """After truncate(16) the newest file is empty; entry 15's file must survive retention."""
+    offsets, sizes, tags = columns(20)
+    with open_cq(tmp_path, entries_per_file=8) as cq:
+        cq.append(0, offsets, sizes, tags)
+        cq.truncate(16)
+        assert len(cq.file_paths()) == 3
+        assert cq.delete_files_before_phys(10**12) == 1
+        assert (cq.min_offset, cq.max_offset) == (8, 16)
+        assert cq.last_phys_end() == int(offsets[15]) + int(sizes[15])
 
 
 def test_reader_sees_truncate_and_files_created_again(tmp_path: Path) -> None:
