@@ -15,7 +15,7 @@ import numpy as np
 
 from shmq.store.segments import MADV_POPULATE_WRITE
 
-__all__ = ["median_of", "emit", "copy_ceiling"]
+__all__ = ["copy_ceiling", "emit", "median_of"]
 
 
 def median_of(runs: Iterable[dict[str, Any]], keys: Iterable[str]) -> dict[str, float]:

@@ -336,6 +336,7 @@ class Waker:
         """Post if `state` (the sleeper's state word, > 0) is a park not yet posted for."""
         if state != self._posted:
             self._posted = state
+            self._sem.release()
             self.posts += 1
 
     def wake_always(self) -> None:

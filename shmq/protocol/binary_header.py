@@ -86,12 +86,30 @@ def decode_binary_header(header: bytes | bytearray, body: bytes | None) -> Remot
 
 
 def _read_entries(header: bytes | bytearray, pos: int, end: int) -> dict[str, str]:
+    """Entries between `pos` and `end`: (i16 key length, key, i32 value length, value)*."""
     fields: dict[str, str] = {}
+    unpack_i16, unpack_i32 = I16.unpack_from, I32.unpack_from
     while pos < end:
-        key, pos = _read_str(header, pos, I16, end, "extFields key")
-        value, pos = _read_str(header, pos, I32, end, f"extFields value of {key!r}")
-        if key is not None and value is not None:
-            fields[key] = value
+        if pos + I16.size > end:
+            raise RemoteProtocolError(f"binary header: extFields entry at {pos} runs past {end}")
+        (key_size,) = unpack_i16(header, pos)
+        key_start = pos + I16.size
+        value_size_at = key_start + key_size
+        if key_size < 0 or value_size_at + I32.size > end:
+            raise RemoteProtocolError(
+                f"binary header: extFields key length {key_size} at {pos} does not fit before {end}"
+            )
+        (value_size,) = unpack_i32(header, value_size_at)
+        value_start = value_size_at + I32.size
+        pos = value_start + value_size
+        if value_size < 0 or pos > end:
+            raise RemoteProtocolError(
+                f"binary header: extFields value length {value_size} at {value_size_at} does "
+                f"not fit before {end}"
+            )
+        if key_size and value_size:  # a zero length is null: the entry is absent
+            key = str(header[key_start:value_size_at], "utf-8", "replace")
+            fields[key] = str(header[value_start:pos], "utf-8", "replace")
     return fields
 
 

@@ -22,7 +22,7 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 from shmq.store import layout
 from shmq.store.errors import StoreClosed
@@ -54,7 +54,7 @@ class ClaimTable:
             self._mm = None
             os.close(self._fd)
 
-    def __enter__(self) -> ClaimTable:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

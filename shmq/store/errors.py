@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shmq.errors import StoreError
 
-__all__ = ["DiskFull", "StoreClosed", "StoreCorrupt", "BatchTooLarge", "StoreLocked"]
+__all__ = ["BatchTooLarge", "DiskFull", "StoreClosed", "StoreCorrupt", "StoreLocked"]
 
 
 class DiskFull(StoreError):

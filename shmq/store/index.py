@@ -132,7 +132,16 @@ class IndexFile:
     """
 
     def __init__(self, path: Path, mm: mmap.mmap, *, slots: int, max_entries: int) -> None:
+        header: tuple[int, int, int, int, int, int] = INDEX_HEADER.unpack_from(mm, 0)
+        count = max(header[5], INDEX_FIRST_ENTRY)  # as IndexHeader.load
+        if count > max_entries:
+            raise CorruptIndexFile(
+                f"{path}: index_count {header[5]} exceeds max_entries {max_entries}; "
+                "check the index settings"
+            )
         self.path, self.slots, self.max_entries = path, slots, max_entries
+        self._begin_ts, self._end_ts, self._begin_phys, self._end_phys = header[:4]
+        self._slot_count, self._count = header[4], count
         self._mm = mm
         self._slot_table: npt.NDArray[np.int32] = np.frombuffer(
             mm, dtype=INDEX_SLOT_DTYPE, count=slots, offset=INDEX_HEADER_BYTES
@@ -140,15 +149,6 @@ class IndexFile:
         self._entries: npt.NDArray[np.void] = np.frombuffer(
             mm, dtype=INDEX_ENTRY, count=max_entries, offset=index_entry_position(slots, 0)
         )
-        header: tuple[int, int, int, int, int, int] = INDEX_HEADER.unpack_from(mm, 0)
-        self._begin_ts, self._end_ts, self._begin_phys, self._end_phys = header[:4]
-        self._slot_count, count = header[4:]
-        self._count = max(count, INDEX_FIRST_ENTRY)  # as IndexHeader.load
-        if self._count > max_entries:
-            raise CorruptIndexFile(
-                f"{path}: index_count {count} exceeds max_entries {max_entries}; "
-                "check the index settings"
-            )
 
     @classmethod
     def create(cls, path: Path, *, slots: int, max_entries: int) -> IndexFile:
@@ -459,7 +459,11 @@ class IndexService:
 
     def put(self, key: str, phys_offset: int, store_timestamp_ms: int) -> None:
         """Index one key; see `put_many` (same rules, same errors)."""
-        self.put_many([key], [phys_offset], [store_timestamp_ms])
+        self._insert(
+            np.array([index_key_hash(key)], dtype=np.int64),
+            np.array([phys_offset], dtype=np.int64),
+            np.array([store_timestamp_ms], dtype=np.int64),
+        )
 
     def put_many(
         self,
@@ -477,22 +481,22 @@ class IndexService:
         """
         phys = np.asarray(phys_offsets, dtype=np.int64)
         stamps = np.asarray(store_timestamps_ms, dtype=np.int64)
-        n = len(keys)
-        if len(phys) != n or len(stamps) != n:
+        if len(phys) != len(keys) or len(stamps) != len(keys):
             raise IndexFileError(
-                f"columns differ in length: {n} keys, {len(phys)} offsets, "
+                f"columns differ in length: {len(keys)} keys, {len(phys)} offsets, "
                 f"{len(stamps)} timestamps; nothing was written"
             )
-        if n == 0:
-            return
+        if keys:
+            self._insert(index_key_hashes(keys), phys, stamps)
+
+    def _insert(self, hashes: Int64Array, phys: Int64Array, stamps: Int64Array) -> None:
         last = self.last_phys_offset
         if (last is not None and int(phys[0]) < last) or bool(np.any(phys[1:] < phys[:-1])):
             raise IndexFileError(
                 f"commit-log offsets must not decrease (last indexed {last}, batch from "
                 f"{int(phys[0])}); nothing was written"
             )
-        hashes = index_key_hashes(keys)
-        done = 0
+        done, n = 0, len(hashes)
         while done < n:
             index_file = self._file_for_put()
             done += index_file.put_hashes(hashes[done:], phys[done:], stamps[done:])

@@ -27,11 +27,11 @@ from shmq.message import layout as rec
 from shmq.message.taghash import tag_hash
 from shmq.store.checkpoint import Checkpoint, CheckpointFile
 from shmq.store.claims import ClaimTable
+from shmq.store.commitlog import CommitLog
 from shmq.store.config import StoreConfig
 from shmq.store.consumequeue import ConsumeQueue, list_queues
 from shmq.store.index import IndexService
 from shmq.store.scan import RecordMeta, RecordProblem, check_record, tags_of
-from shmq.store.commitlog import CommitLog
 from shmq.store.segments import Segment, SegmentSet
 from shmq.store.store import StorePaths, check_layout
 

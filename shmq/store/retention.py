@@ -12,6 +12,7 @@ the new minimum get the queue's new min offset.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ def apply_retention(
     starts = segs.starts()
     flushed = store.checkpoint.read().flushed_offset
     limit_ms = now_ms - int(cfg.retention_hours * 3600_000)
-    for start, nxt in zip(starts, starts[1:]):
+    for start, nxt in itertools.pairwise(starts):
         if start + segs.segment_bytes > flushed or nxt > flushed:
             break
         first_ts = _first_store_time(store, nxt)

@@ -7,6 +7,7 @@ parsed lengths, and the body CRC matches when asked.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -14,7 +15,7 @@ from typing import Final
 from shmq.message import layout as rec
 from shmq.message.crc import body_crc
 
-__all__ = ["RecordMeta", "check_record", "RecordProblem"]
+__all__ = ["RecordMeta", "RecordProblem", "check_record"]
 
 _META: Final = struct.Struct(">iiiiiqqiq")  # size .. BORNTIMESTAMP (48 bytes)
 _I32: Final = struct.Struct(">i")
@@ -46,8 +47,11 @@ class RecordProblem:
     reason: str
 
 
+Buffer = memoryview | bytes | bytearray | mmap.mmap
+
+
 def check_record(
-    buf: memoryview | bytes, rel: int, offset: int, limit: int, *, check_crc: bool
+    buf: Buffer, rel: int, offset: int, limit: int, *, check_crc: bool
 ) -> RecordMeta | RecordProblem:
     """Validate the record starting at `buf[rel]` (commit-log `offset`), not reading past `limit`.
 

@@ -22,7 +22,7 @@ from typing import Final
 from shmq.store import layout
 from shmq.store.errors import DiskFull, StoreClosed
 
-__all__ = ["Segment", "SegmentSet", "MADV_POPULATE_WRITE"]
+__all__ = ["MADV_POPULATE_WRITE", "Segment", "SegmentSet"]
 
 #: Linux 5.14+: populate page tables writable without changing the contents.
 MADV_POPULATE_WRITE: Final = 23
@@ -34,7 +34,7 @@ _PREFAULT_CHUNK: Final = 4 << 20
 class Segment:
     """One mapped segment file."""
 
-    __slots__ = ("start", "size", "path", "_fd", "mm", "view", "writable", "_populated")
+    __slots__ = ("_fd", "_populated", "mm", "path", "size", "start", "view", "writable")
 
     def __init__(self, path: Path, start: int, size: int, *, writable: bool) -> None:
         self.start, self.size, self.path, self.writable = start, size, path, writable

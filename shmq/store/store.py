@@ -27,11 +27,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
 from shmq.errors import ConfigError
-
 from shmq.message.layout import MESSAGE_MAGIC
 from shmq.message.taghash import tag_hash
 from shmq.store.checkpoint import Checkpoint, CheckpointFile
@@ -78,7 +78,10 @@ def read_layout(root: Path) -> dict[str, int] | None:
 def config_for(root: Path, config: StoreConfig) -> StoreConfig:
     """`config` with the layout settings of the existing store under `root` (if any)."""
     layout = read_layout(root)
-    return replace(config, **layout) if layout else config
+    if not layout:
+        return config
+    return replace(config, segment_bytes=layout["segment_bytes"],
+                   cq_entries_per_file=layout["cq_entries_per_file"])
 
 
 def check_layout(root: Path, config: StoreConfig) -> None:
@@ -144,7 +147,7 @@ class MessageStore:
         if self.claims is not None:
             self.claims.close()
 
-    def __enter__(self) -> MessageStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

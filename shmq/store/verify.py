@@ -7,6 +7,7 @@ would (CRC included), then checks every consume-queue entry against the records 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def _scan(segs: SegmentSet, report: VerifyReport) -> _Records:
     qoffs: list[int] = []
     for start in starts:
         report.segments.append({"name": segs.path_of(start).name, "start": start, "bytes": seg_bytes})
-    for prev, nxt in zip(starts, starts[1:]):
+    for prev, nxt in itertools.pairwise(starts):
         if nxt != prev + seg_bytes:
             report.problem("segment_gap", prev + seg_bytes, f"no segment between {prev} and {nxt}")
     pos = starts[0] if starts else 0

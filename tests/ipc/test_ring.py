@@ -129,9 +129,10 @@ def _apply(
         assert written <= len(fitting)
         model.extend((arg, payload) for payload in data[:written])
         if written < len(fitting):
-            assert ring.statistics().used_bytes + _space_needed(
-                ring, len(data[written])
-            ) > ring.capacity_bytes
+            assert (
+                ring.statistics().used_bytes + _space_needed(ring, len(data[written]))
+                > ring.capacity_bytes
+            )
     elif op == "reserve":
         assert isinstance(data, bytes) and isinstance(arg, int)
         if len(data) > limit:
@@ -181,7 +182,9 @@ def test_memoryview_and_bytearray_payloads(ends: tuple[RingProducer, RingConsume
 # --- back-pressure and limits -------------------------------------------------------------------
 
 
-def test_full_ring_returns_false_and_writes_nothing(ends: tuple[RingProducer, RingConsumer]) -> None:
+def test_full_ring_returns_false_and_writes_nothing(
+    ends: tuple[RingProducer, RingConsumer],
+) -> None:
     producer, consumer = ends
     written = 0
     while producer.try_write(b"r" * 24):  # 32-byte records: 8 fill the 256-byte area
@@ -238,7 +241,9 @@ def test_oversized_record_raises_and_writes_nothing(
     assert consumer.read_batch(10) == [(0, b"m" * limit)]
 
 
-def test_write_many_stops_before_an_oversized_record(ends: tuple[RingProducer, RingConsumer]) -> None:
+def test_write_many_stops_before_an_oversized_record(
+    ends: tuple[RingProducer, RingConsumer],
+) -> None:
     producer, consumer = ends
     huge = b"h" * 1000
     assert producer.try_write_many([b"a", b"b", huge, b"c"], kind=3) == 2

@@ -149,9 +149,13 @@ def test_parked_producer_wakes_when_space_frees(instance: str, children: _Childr
         for _ in range(5):
             wait_until(lambda: ring.statistics().is_producer_parked, timeout_s=10)
             head = ring.statistics().head
+
+            def wrote_more(head: int = head) -> bool:
+                return ring.statistics().head > head
+
             start = time.monotonic()
             assert len(consumer.read_batch(1)) == 1  # frees room for exactly one more record
-            wait_until(lambda: ring.statistics().head > head, timeout_s=1.0)
+            wait_until(wrote_more, timeout_s=1.0)
             assert time.monotonic() - start < 0.5
         wait_until(lambda: ring.statistics().is_producer_parked, timeout_s=10)
         closed_at = time.monotonic()

@@ -34,8 +34,17 @@ def test_posix_name_scheme() -> None:
 
 @pytest.mark.parametrize(
     ("instance", "name"),
-    [("", "x"), ("a.b", "x"), ("a/b", "x"), ("x" * 65, "x"), ("a", ""), ("a", ".x"),
-     ("a", "x/y"), ("a", "x y"), ("a", "x" * 129)],
+    [
+        ("", "x"),
+        ("a.b", "x"),
+        ("a/b", "x"),
+        ("x" * 65, "x"),
+        ("a", ""),
+        ("a", ".x"),
+        ("a", "x/y"),
+        ("a", "x y"),
+        ("a", "x" * 129),
+    ],
 )
 def test_bad_names_are_refused(instance: str, name: str) -> None:
     with pytest.raises(InvalidName):
@@ -55,9 +64,10 @@ def test_create_attach_share_bytes(instance: str) -> None:
 def test_segment_mode_is_exact_despite_umask(instance: str) -> None:
     old = os.umask(0o077)
     try:
-        with Segment.create(instance, "default", 64) as default, Segment.create(
-            instance, "group", 64, mode=0o640
-        ) as group:
+        with (
+            Segment.create(instance, "default", 64) as default,
+            Segment.create(instance, "group", 64, mode=0o640) as group,
+        ):
             default_mode = stat.S_IMODE(os.stat(f"{SHM_DIR}/shmq.{instance}.default").st_mode)
             group_mode = stat.S_IMODE(os.stat(f"{SHM_DIR}/shmq.{instance}.group").st_mode)
             default.unlink()

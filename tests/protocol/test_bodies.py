@@ -58,7 +58,9 @@ SPEC_ROUTE = """
 ROUTE = TopicRouteData(
     queue_datas=(QueueData("broker-a", 4, 4, 6, 0),),
     broker_datas=(
-        BrokerData("DefaultCluster", "broker-a", {0: "192.168.1.10:10911", 1: "192.168.1.11:10911"}),
+        BrokerData(
+            "DefaultCluster", "broker-a", {0: "192.168.1.10:10911", 1: "192.168.1.11:10911"}
+        ),
     ),
 )
 
@@ -94,9 +96,15 @@ def test_route_order_topic_conf_and_filter_servers_round_trip() -> None:
 @pytest.mark.parametrize(
     ("body", "path"),
     [
-        ('{"queueDatas":[{"brokerName":"b","perm":"rw","readQueueNums":1,"writeQueueNums":1}]}', "perm"),
+        (
+            '{"queueDatas":[{"brokerName":"b","perm":"rw","readQueueNums":1,"writeQueueNums":1}]}',
+            "perm",
+        ),
         ('{"queueDatas":[{"perm":6,"readQueueNums":1,"writeQueueNums":1}]}', "brokerName"),
-        ('{"brokerDatas":[{"brokerName":"b","cluster":"c","brokerAddrs":{"master":"x"}}]}', "brokerAddrs"),
+        (
+            '{"brokerDatas":[{"brokerName":"b","cluster":"c","brokerAddrs":{"master":"x"}}]}',
+            "brokerAddrs",
+        ),
         ('{"queueDatas":{}}', "queueDatas"),
         ("[]", "TopicRouteData"),
         ("not json", "TopicRouteData"),
@@ -222,7 +230,10 @@ def test_sql_subscriptions_keep_their_expression() -> None:
         ({"consumeType": 7}, "consumerDataSet[0].consumeType"),
         ({"consumeFromWhere": None}, "consumerDataSet[0].consumeFromWhere"),
         ({"consumeType": True}, "consumerDataSet[0].consumeType"),
-        ({"subscriptionDataSet": [{"topic": "T", "subVersion": "soon"}]}, "subscriptionDataSet[0].subVersion"),
+        (
+            {"subscriptionDataSet": [{"topic": "T", "subVersion": "soon"}]},
+            "subscriptionDataSet[0].subVersion",
+        ),
         ({"groupName": 5}, "consumerDataSet[0].groupName"),
     ],
 )
@@ -242,7 +253,10 @@ def test_heartbeat_encodes_java_style_and_round_trips() -> None:
     heartbeat = HeartbeatData.decode(CPP_HEARTBEAT)
     encoded = json.loads(heartbeat.encode())
     consumer = encoded["consumerDataSet"][0]
-    assert (consumer["consumeType"], consumer["messageModel"]) == ("CONSUME_PASSIVELY", "CLUSTERING")
+    assert (consumer["consumeType"], consumer["messageModel"]) == (
+        "CONSUME_PASSIVELY",
+        "CLUSTERING",
+    )
     assert consumer["subscriptionDataSet"][0]["subVersion"] == 1700000000000
     assert HeartbeatData.decode(heartbeat.encode()) == heartbeat
 
@@ -273,13 +287,15 @@ def test_lock_request_from_the_spec_and_response_with_numeric_queue_ids() -> Non
     )
     assert request == LockBatchRequestBody("g", "10.0.0.5@777", (MessageQueue("T", "broker-a", 0),))
     assert UnlockBatchRequestBody.decode(request.encode()) == request
-    response = LockBatchResponseBody((MessageQueue("T", "broker-a", 0), MessageQueue("T", "broker-a", 3)))
+    response = LockBatchResponseBody(
+        (MessageQueue("T", "broker-a", 0), MessageQueue("T", "broker-a", 3))
+    )
     encoded = json.loads(response.encode())
     assert [mq["queueId"] for mq in encoded["lockOKMQSet"]] == [0, 3]  # numbers: C++ uses asInt()
     assert LockBatchResponseBody.decode(response.encode()) == response
-    assert LockBatchResponseBody.decode('{"lockOKMQSet":[{"topic":"T","brokerName":"b","queueId":"2"}]}') == (
-        LockBatchResponseBody((MessageQueue("T", "b", 2),))
-    )
+    assert LockBatchResponseBody.decode(
+        '{"lockOKMQSet":[{"topic":"T","brokerName":"b","queueId":"2"}]}'
+    ) == (LockBatchResponseBody((MessageQueue("T", "b", 2),)))
 
 
 #: spec request-codes.md §2, 106 GET_BROKER_CLUSTER_INFO (fastjson, unquoted numeric keys)
@@ -302,7 +318,9 @@ def test_cluster_info_reads_fastjson_and_writes_quoted_keys() -> None:
 
 def test_topic_list_and_kv_table() -> None:
     assert TopicList(("T1", "T2")).encode() == b'{"topicList":["T1","T2"]}'
-    assert TopicList.decode('{"topicList":["T1","T2"],"brokerAddr":null}') == TopicList(("T1", "T2"))
+    assert TopicList.decode('{"topicList":["T1","T2"],"brokerAddr":null}') == TopicList(
+        ("T1", "T2")
+    )
     assert TopicList.decode(TopicList(("a",), "x:1").encode()) == TopicList(("a",), "x:1")
     assert KVTable.decode(KVTable({"k": "v"}).encode()) == KVTable({"k": "v"})
 
@@ -351,7 +369,9 @@ def test_compressed_register_body_in_javas_layout() -> None:
 
 def test_compressed_register_body_drops_sys_flag_and_order_as_java_does() -> None:
     ordered = RegisterBrokerBody(
-        TopicConfigSerializeWrapper({"O": TopicConfig("O", 2, 2, 6, "SINGLE_TAG", 1, True)}, DataVersion(1, 1))
+        TopicConfigSerializeWrapper(
+            {"O": TopicConfig("O", 2, 2, 6, "SINGLE_TAG", 1, True)}, DataVersion(1, 1)
+        )
     )
     again = RegisterBrokerBody.decode(ordered.encode(compressed=True), compressed=True)
     assert again.topic_config_serialize_wrapper.topic_config_table["O"] == TopicConfig("O", 2, 2, 6)
@@ -363,7 +383,9 @@ def test_compressed_register_body_drops_sys_flag_and_order_as_java_does() -> Non
         b"not zlib",
         zlib.compress(b"\x00\x00\x00\x05{}"),
         zlib.compress(struct.pack(">i", 2) + b"{}" + struct.pack(">i", -1)),
-        zlib.compress(struct.pack(">i", 2) + b"{}" + struct.pack(">i", 1) + struct.pack(">i", 3) + b"a b"),
+        zlib.compress(
+            struct.pack(">i", 2) + b"{}" + struct.pack(">i", 1) + struct.pack(">i", 3) + b"a b"
+        ),
     ],
 )
 def test_bad_compressed_register_bodies(data: bytes) -> None:
@@ -381,7 +403,12 @@ def test_compressed_decoder_returns_a_body_or_body_format_error(data: bytes) -> 
 
 @given(st.text(max_size=200))
 def test_body_decoders_return_a_body_or_body_format_error(text: str) -> None:
-    for decoder in (TopicRouteData.decode, HeartbeatData.decode, ClusterInfo.decode, LockBatchRequestBody.decode):
+    for decoder in (
+        TopicRouteData.decode,
+        HeartbeatData.decode,
+        ClusterInfo.decode,
+        LockBatchRequestBody.decode,
+    ):
         try:
             decoder(text)
         except BodyFormatError:

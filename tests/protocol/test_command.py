@@ -50,7 +50,11 @@ def test_make_response_answers_in_the_request_encoding_with_its_opaque(
     assert response.is_response and not response.is_oneway
     assert response.code == ResponseCode.PULL_NOT_FOUND
     assert (response.language, response.version) == (LanguageCode.JAVA, 407)
-    assert (response.remark, response.ext_fields, response.body) == ("none", {"minOffset": "0"}, None)
+    assert (response.remark, response.ext_fields, response.body) == (
+        "none",
+        {"minOffset": "0"},
+        None,
+    )
     assert decode_frame(encode_command_bytes(response)) == response
 
 

@@ -70,7 +70,9 @@ def test_garbage_raises_body_format_error(text: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -96,8 +98,10 @@ def _fastjson_text(value: Any) -> str:
 @given(
     st.recursive(
         st.integers() | st.text(max_size=5),
-        lambda children: st.dictionaries(st.integers(-5, 1000).map(str), children, max_size=4)
-        | st.lists(children, max_size=3),
+        lambda children: (
+            st.dictionaries(st.integers(-5, 1000).map(str), children, max_size=4)
+            | st.lists(children, max_size=3)
+        ),
         max_leaves=15,
     )
 )

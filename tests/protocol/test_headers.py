@@ -7,7 +7,7 @@ import typing
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shmq.protocol import (
@@ -83,8 +83,11 @@ def test_annotations_agree_with_wire_kinds(cls: type[ExtHeader]) -> None:
 
 
 @pytest.mark.parametrize("cls", HEADER_CLASSES, ids=lambda c: c.__name__)
+@settings(max_examples=40)  # 33 classes: keep the directory well under 20 s
 @given(data=st.data())
-def test_every_header_round_trips_through_ext_fields(cls: type[ExtHeader], data: st.DataObject) -> None:
+def test_every_header_round_trips_through_ext_fields(
+    cls: type[ExtHeader], data: st.DataObject
+) -> None:
     header = data.draw(_header_strategy(cls))
     ext = header.to_ext_fields()
     assert all(isinstance(key, str) and isinstance(value, str) for key, value in ext.items())
@@ -176,7 +179,9 @@ def test_booleans_accept_true_and_one(text: str, expected: bool) -> None:
 def test_send_batch_message_is_always_a_batch() -> None:
     fields = SendMessageRequestHeaderV2.from_v1(_send_header()).to_ext_fields() | {"m": "false"}
     assert decode_send_message_header(make_request(RequestCode.SEND_BATCH_MESSAGE, 1, fields)).batch
-    assert not decode_send_message_header(make_request(RequestCode.SEND_MESSAGE_V2, 1, fields)).batch
+    assert not decode_send_message_header(
+        make_request(RequestCode.SEND_MESSAGE_V2, 1, fields)
+    ).batch
 
 
 def test_decode_send_message_header_refuses_other_codes() -> None:
@@ -203,7 +208,9 @@ def test_cpp_pull_request_from_the_spec() -> None:
 def test_java_send_response_from_the_spec() -> None:
     command = decode_frame(frame(JAVA_SEND_RESPONSE_HEADER))
     assert command.code == ResponseCode.SUCCESS
-    assert SendMessageResponseHeader.from_ext_fields(command.ext_fields) == SendMessageResponseHeader(
+    assert SendMessageResponseHeader.from_ext_fields(
+        command.ext_fields
+    ) == SendMessageResponseHeader(
         msg_id="7F00000100002A9F0000000000000000",
         queue_id=1,
         queue_offset=0,
@@ -247,21 +254,35 @@ def test_missing_or_bad_fields_raise_a_typed_error_naming_them(
 ) -> None:
     with pytest.raises(HeaderFieldError) as caught:
         cls.from_ext_fields(ext)
-    assert (caught.value.header, caught.value.field, caught.value.value) == (cls.__name__, field, value)
+    assert (caught.value.header, caught.value.field, caught.value.value) == (
+        cls.__name__,
+        field,
+        value,
+    )
     assert field in str(caught.value)
     assert caught.value.response_code == ResponseCode.SYSTEM_ERROR
 
 
 def test_ints_accept_signs_and_the_full_range() -> None:
     header = ConsumerSendMsgBackRequestHeader.from_ext_fields(
-        {"offset": "9223372036854775807", "group": "g", "delayLevel": "-1", "maxReconsumeTimes": "+16"}
+        {
+            "offset": "9223372036854775807",
+            "group": "g",
+            "delayLevel": "-1",
+            "maxReconsumeTimes": "+16",
+        }
     )
     assert (header.offset, header.delay_level, header.max_reconsume_times) == (2**63 - 1, -1, 16)
 
 
 def test_unregister_client_empty_groups_are_absent_and_unknown_keys_ignored() -> None:
     header = UnregisterClientRequestHeader.from_ext_fields(
-        {"clientID": "1-10.0.0.1@DEFAULT", "producerGroup": "", "consumerGroup": "G", "Signature": "s"}
+        {
+            "clientID": "1-10.0.0.1@DEFAULT",
+            "producerGroup": "",
+            "consumerGroup": "G",
+            "Signature": "s",
+        }
     )
     assert header == UnregisterClientRequestHeader("1-10.0.0.1@DEFAULT", None, "G")
 
@@ -313,7 +334,9 @@ def test_headers_are_frozen() -> None:
     header = GetRouteInfoRequestHeader.from_ext_fields({"topic": "T"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         header.topic = "U"  # type: ignore[misc]
-    assert header == GetRouteInfoRequestHeader("T") and hash(header) == hash(GetRouteInfoRequestHeader("T"))
+    assert header == GetRouteInfoRequestHeader("T") and hash(header) == hash(
+        GetRouteInfoRequestHeader("T")
+    )
 
 
 def _send_header() -> SendMessageRequestHeader:
@@ -330,5 +353,7 @@ def _send_header() -> SendMessageRequestHeader:
 
 
 def test_send_header_used_in_a_command_round_trip() -> None:
-    command = RemotingCommand(code=RequestCode.SEND_MESSAGE, opaque=1, ext_fields=_send_header().to_ext_fields())
+    command = RemotingCommand(
+        code=RequestCode.SEND_MESSAGE, opaque=1, ext_fields=_send_header().to_ext_fields()
+    )
     assert decode_send_message_header(command) == _send_header()

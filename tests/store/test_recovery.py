@@ -9,7 +9,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from shmq.message import layout as rec
@@ -192,7 +191,10 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         procs = [subprocess.Popen([sys.executable, str(script), str(root), str(w),
                                    str(next_i[w]), str(acks[w])], env=env)
                  for w in range(3)]
-        time.sleep(rnd.uniform(0.3, 0.9))
+        deadline = time.monotonic() + 60  # interpreter start-up may be slow on a busy machine
+        while time.monotonic() < deadline and not all(a.exists() and a.stat().st_size for a in acks):
+            time.sleep(0.01)
+        time.sleep(rnd.uniform(0.05, 0.5))
         for p in rnd.sample(procs, len(procs)):
             time.sleep(rnd.uniform(0, 0.02))
             p.send_signal(signal.SIGKILL)
@@ -217,7 +219,7 @@ def _kill_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
         assert verified.consistent, f"{msg} problems={verified.problems}"
     assert len(acked) > 50 * rounds, f"seed={seed}: writers barely ran ({len(acked)} acks)"
     cli = subprocess.run([sys.executable, "-m", "shmq.cli", "store", "verify", str(root)],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         capture_output=True, text=True, timeout=120, env=env, check=False)
     assert cli.returncode == 0, cli.stdout + cli.stderr
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,8 @@ from shmq.store.recovery import recover
 from shmq.store.retention import apply_retention
 from shmq.store.store import MessageStore
 from shmq.store.verify import verify_store
-from dataclasses import replace
-
-from tests.store.helpers import SMALL as _SMALL, props
+from tests.store.helpers import SMALL as _SMALL
+from tests.store.helpers import props
 
 SMALL = replace(_SMALL, cq_entries_per_file=8, index_max_entries=20)
 
