@@ -89,26 +89,32 @@ def _read_entries(header: bytes | bytearray, pos: int, end: int) -> dict[str, st
     """Entries between `pos` and `end`: (i16 key length, key, i32 value length, value)*."""
     fields: dict[str, str] = {}
     unpack_i16, unpack_i32 = I16.unpack_from, I32.unpack_from
+    # Fast path: in an ASCII header byte offsets are character offsets, so one decode of the
+    # whole header replaces one per string (UTF-8 and Latin-1 agree on ASCII).
+    text = header.decode("latin-1") if header.isascii() else None
     while pos < end:
-        if pos + I16.size > end:
+        if pos + 2 > end:
             raise RemoteProtocolError(f"binary header: extFields entry at {pos} runs past {end}")
-        (key_size,) = unpack_i16(header, pos)
-        key_start = pos + I16.size
-        value_size_at = key_start + key_size
-        if key_size < 0 or value_size_at + I32.size > end:
+        key_start = pos + 2
+        key_end = key_start + unpack_i16(header, pos)[0]
+        if key_end < key_start or key_end + 4 > end:
             raise RemoteProtocolError(
-                f"binary header: extFields key length {key_size} at {pos} does not fit before {end}"
+                f"binary header: extFields key length {key_end - key_start} at {pos} does not "
+                f"fit before {end}"
             )
-        (value_size,) = unpack_i32(header, value_size_at)
-        value_start = value_size_at + I32.size
-        pos = value_start + value_size
-        if value_size < 0 or pos > end:
+        value_start = key_end + 4
+        pos = value_start + unpack_i32(header, key_end)[0]
+        if pos < value_start or pos > end:
             raise RemoteProtocolError(
-                f"binary header: extFields value length {value_size} at {value_size_at} does "
+                f"binary header: extFields value length {pos - value_start} at {key_end} does "
                 f"not fit before {end}"
             )
-        if key_size and value_size:  # a zero length is null: the entry is absent
-            key = str(header[key_start:value_size_at], "utf-8", "replace")
+        if key_end == key_start or pos == value_start:
+            continue  # a zero length is null: the entry is absent
+        if text is not None:
+            fields[text[key_start:key_end]] = text[value_start:pos]
+        else:
+            key = str(header[key_start:key_end], "utf-8", "replace")
             fields[key] = str(header[value_start:pos], "utf-8", "replace")
     return fields
 

@@ -61,7 +61,7 @@ _COMPACT_BYTES: Final = 64 * 1024
 class FrameDecoder:
     """Incremental decoder of one connection's incoming byte stream; see the module docstring."""
 
-    __slots__ = ("_buffer", "_error", "_max_frame_bytes", "_offset")
+    __slots__ = ("_buffer", "_discarded", "_error", "_max_frame_bytes", "_offset")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         """Create an empty decoder.
@@ -77,6 +77,7 @@ class FrameDecoder:
         self._max_frame_bytes = max_frame_bytes
         self._buffer = bytearray()
         self._offset = 0
+        self._discarded = 0  # stream bytes dropped from the buffer's front (for error messages)
         self._error: RemoteProtocolError | None = None
 
     @property
@@ -132,8 +133,8 @@ class FrameDecoder:
         (total_length,) = I32.unpack_from(self._buffer, start)
         if total_length < MIN_TOTAL_LENGTH:
             self._error = RemoteProtocolError(
-                f"frame length {total_length} at stream offset {start} is below the "
-                f"{MIN_TOTAL_LENGTH}-byte minimum"
+                f"frame length {total_length} at stream offset {self._discarded + start} is "
+                f"below the {MIN_TOTAL_LENGTH}-byte minimum"
             )
             raise self._error
         if total_length + LENGTH_PREFIX_BYTES > self._max_frame_bytes:
@@ -142,13 +143,16 @@ class FrameDecoder:
         return total_length
 
     def _compact(self) -> None:
-        consumed = self._offset
-        if consumed == len(self._buffer):
+        """Drop consumed bytes once they are the larger part of the buffer (or 64 KiB)."""
+        consumed, size = self._offset, len(self._buffer)
+        if consumed == size:
             self._buffer.clear()
-            self._offset = 0
-        elif consumed >= _COMPACT_BYTES or consumed >= len(self._buffer) - consumed:
+        elif consumed >= _COMPACT_BYTES or consumed >= size - consumed:
             del self._buffer[:consumed]
-            self._offset = 0
+        else:
+            return
+        self._discarded += consumed
+        self._offset = 0
 
 
 def decode_frame(frame: bytes | bytearray | memoryview) -> RemotingCommand:

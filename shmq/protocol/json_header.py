@@ -35,7 +35,7 @@ from .command import RemotingCommand
 from .errors import LocalProtocolError, RemoteProtocolError
 from .layout import INT32_MAX, INT32_MIN
 
-__all__ = ["decode_json_header", "encode_json_header"]
+__all__ = ["decode_json_header", "encode_json_header", "ext_value_to_str", "parse_java_int"]
 
 #: the C scanner behind json.loads, called directly (json.loads adds two regex matches);
 #: strict=False accepts raw control characters in strings, such as the 0x01/0x02 of properties
@@ -46,7 +46,7 @@ _scan_once: Final[Callable[[str, int], tuple[Any, int]]] = cast(Any, json.scanne
 _escape: Final = json.encoder.encode_basestring_ascii
 _encode: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 #: Java `Integer.parseInt` / `Long.parseLong` syntax: an optional sign and ASCII digits
-DECIMAL: Final = re.compile(r"[+-]?[0-9]+")
+_DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,19}")
 _LANGUAGE_BY_NAME: Final = {member.name: member for member in LanguageCode}
 _LANGUAGE_BY_NUMBER: Final = {member.value: member for member in LanguageCode}
 _OTHER: Final = LanguageCode.OTHER
@@ -164,9 +164,9 @@ def _int32(obj: dict[str, Any], key: str, default: int | None) -> int:
         if default is None:
             raise RemoteProtocolError(f"JSON header has no {key!r}")
         return default
-    if type(value) is str and DECIMAL.fullmatch(value):
-        parsed = int(value)
-        if INT32_MIN <= parsed <= INT32_MAX:
+    if type(value) is str:
+        parsed = parse_java_int(value)
+        if parsed is not None and INT32_MIN <= parsed <= INT32_MAX:
             return parsed
     raise RemoteProtocolError(
         f"JSON header field {key!r} = {value!r:.{_QUOTE_LIMIT}} is not an int32"
@@ -212,6 +212,14 @@ def _ext_fields(value: object) -> dict[str, str]:
         if text is not None:
             normalised[key] = text
     return normalised
+
+
+def parse_java_int(text: str) -> int | None:
+    """`text` as Java's `Long.parseLong` reads it (optional sign, 1-19 ASCII digits), else None.
+
+    The digit limit keeps absurd inputs away from int(), which refuses more than 4300 digits.
+    """
+    return int(text) if _DECIMAL.fullmatch(text) else None
 
 
 def ext_value_to_str(value: object) -> str | None:

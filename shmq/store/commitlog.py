@@ -245,9 +245,14 @@ class CommitLog:
 
 
 def _publish(seg: Segment, rel: int, first_size: int) -> None:
-    """Make a claimed batch visible: TOTALSIZE of its first record, then the magic, last."""
-    _I32.pack_into(seg.mm, rel, first_size)
-    _I32.pack_into(seg.mm, rel + 4, rec.MESSAGE_MAGIC)
+    """Make a claimed batch visible: the first record's [TOTALSIZE][MAGIC] in one 8-byte copy.
+
+    One store, so a killed writer leaves either the PENDING span (batch size, PENDING) or the
+    published header, never the record's size beside PENDING (which recovery would read as
+    a one-record span and keep the rest of a never-acknowledged batch). x86-64 keeps store
+    order, so a reader that sees the magic sees the whole batch.
+    """
+    seg.mm[rel : rel + 8] = _SIZE_MAGIC.pack(first_size, rec.MESSAGE_MAGIC)
 
 
 def _encode_joined(

@@ -54,13 +54,15 @@ class RecoveryReport:
     segments_deleted: list[int] = field(default_factory=list)
     cq_entries_rebuilt: int = 0
     cq_entries_dropped: int = 0
-    problems: list[str] = field(default_factory=list)
+    #: Valid records that no consume-queue entry can reach (a queue-offset gap before them,
+    #: left by a batch that was never fully published): blanked, never acknowledged.
+    orphans_blanked: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def repaired(self) -> bool:
         return bool(
             self.pending_blanked or self.truncated_at is not None or self.segments_deleted
-            or self.cq_entries_rebuilt or self.cq_entries_dropped
+            or self.cq_entries_rebuilt or self.cq_entries_dropped or self.orphans_blanked
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def recover(root: Path, config: StoreConfig) -> RecoveryReport:
         cp = ckpt.read()
         metas = _scan_log(segs, cp, report)
         _delete_unreachable_segments(segs, report)
-        _repair_queues(paths, config, report, metas)
+        _repair_queues(paths, config, report, metas, log)
         _repair_index(paths, config, report, cp)
         end = report.end_offset
         if report.start_offset < end:
@@ -179,7 +181,8 @@ def _delete_unreachable_segments(segs: SegmentSet, report: RecoveryReport) -> No
 
 
 def _repair_queues(
-    paths: StorePaths, config: StoreConfig, report: RecoveryReport, metas: list[RecordMeta]
+    paths: StorePaths, config: StoreConfig, report: RecoveryReport, metas: list[RecordMeta],
+    log: CommitLog,
 ) -> None:
     """Drop entries past the end; rebuild entries of the records verified past the checkpoint."""
     per_queue: dict[tuple[str, int], list[RecordMeta]] = defaultdict(list)
@@ -197,20 +200,38 @@ def _repair_queues(
             report.cq_entries_dropped += before - cq.max_offset
             todo = per_queue.get((topic, queue_id))
             if todo:
+                todo = _drop_orphans(cq.max_offset, todo, report, log)
+            if todo:
                 _rebuild_queue(cq, todo, report)
             cq.flush()
         finally:
             cq.close()
 
 
+def _drop_orphans(
+    cq_max: int, metas: list[RecordMeta], report: RecoveryReport, log: CommitLog
+) -> list[RecordMeta]:
+    """Keep the records whose queue offsets continue the queue without a gap; blank the rest.
+
+    A writer appends a queue's batches one after another and acknowledges each only once it
+    is published, so records after a gap belong to batches that were never acknowledged.
+    """
+    qoffs = np.fromiter((m.queue_offset for m in metas), dtype=np.int64, count=len(metas))
+    first = int(qoffs[0])
+    if first > cq_max:
+        cut = 0
+    else:
+        breaks = np.flatnonzero(qoffs != first + np.arange(len(metas)))
+        cut = int(breaks[0]) if len(breaks) else len(metas)
+    for meta in metas[cut:]:
+        seg = log.segments.for_offset(meta.offset)
+        rec.SIZE_MAGIC.pack_into(seg.mm, meta.offset - seg.start, meta.size, rec.BLANK_MAGIC)
+        report.orphans_blanked.append((meta.offset, meta.size))
+    return metas[:cut]
+
+
 def _rebuild_queue(cq: ConsumeQueue, metas: list[RecordMeta], report: RecoveryReport) -> None:
     first = metas[0].queue_offset
-    if cq.max_offset < first:
-        report.problems.append(
-            f"consume queue {cq.topic}/{cq.queue_id} ends at {cq.max_offset} but the log's "
-            f"next record for it has queue offset {first}: entries are missing"
-        )
-        return
     have = cq.read(first, len(metas))
     offsets = np.fromiter((m.offset for m in metas), dtype=np.int64, count=len(metas))
     same = have["offset"].astype(np.int64) == offsets[: len(have)]

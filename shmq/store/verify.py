@@ -155,6 +155,32 @@ def _scan(segs: SegmentSet, report: VerifyReport) -> _Records:
     )
 
 
+def _check_records_reachable(
+    report: VerifyReport, records: _Records, key: int, lo: int, entries: np.ndarray | None,
+    topic: str, queue_id: int,
+) -> None:
+    """Every record of a queue must be the target of the entry at its queue offset."""
+    mine = np.flatnonzero((records.qkey == key) & (records.qoff >= lo))
+    if not len(mine):
+        return
+    qoffs = records.qoff[mine]
+    count = 0 if entries is None else len(entries)
+    inside = qoffs < lo + count
+    ok = np.zeros(len(mine), dtype=bool)
+    if entries is not None and inside.any():
+        pointed = entries["offset"].astype(np.int64)[qoffs[inside] - lo]
+        ok[inside] = pointed == records.offset[mine[inside]]
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        first = int(mine[bad[0]])
+        report.problem(
+            "unreachable_record", int(records.offset[first]),
+            f"record {topic}/{queue_id} queue offset {int(records.qoff[first])} has no "
+            f"consume-queue entry pointing at it ({len(bad)} such records)",
+            topic=topic, queue_id=queue_id,
+        )
+
+
 def _cq_entries_per_file(directory: Path) -> int:
     """Entries per consume-queue file, from the size of the queue's files."""
     for path in sorted(directory.iterdir()):
@@ -175,7 +201,13 @@ def _check_queues(
 ) -> None:
     keymap = records.keymap
     offs, sizes, qkey, qoff = records.offset, records.size, records.qkey, records.qoff
-    for topic, queue_id in list_queues(paths.consumequeue):
+    on_disk = list_queues(paths.consumequeue)
+    for topic, queue_id in sorted(set(keymap) - set(on_disk)):
+        key = keymap[(topic, queue_id)]
+        if ((qkey == key) & (qoff >= 0)).any():
+            report.problem("missing_queue", None, f"records of {topic}/{queue_id} have no "
+                           "consume queue", topic=topic, queue_id=queue_id)
+    for topic, queue_id in on_disk:
         per_file = cq_per_file or _cq_entries_per_file(paths.consumequeue / topic / str(queue_id))
         cq = ConsumeQueue.open(paths.consumequeue, topic, queue_id, writable=False,
                                entries_per_file=per_file)
@@ -187,6 +219,8 @@ def _check_queues(
         info: dict[str, Any] = {"topic": topic, "queue_id": queue_id,
                                 "min_queue_offset": lo, "max_queue_offset": hi}
         report.queues.append(info)
+        _check_records_reachable(report, records, keymap.get((topic, queue_id), -1), lo,
+                                 entries, topic, queue_id)
         if entries is None:
             continue
         e_off = entries["offset"].astype(np.int64)

@@ -383,3 +383,16 @@ def test_decoder_survives_corrupted_valid_frames(case: Case, data: st.DataObject
     for _ in range(data.draw(st.integers(1, 4))):
         corrupted[data.draw(st.integers(0, len(corrupted) - 1))] = data.draw(st.integers(0, 255))
     _feed_and_drain(bytes(corrupted))
+
+
+def test_errors_report_the_offset_in_the_stream() -> None:
+    good = CANONICAL[1].frame
+    decoder = FrameDecoder()
+    for _ in range(3):
+        decoder.feed(good)
+        list(decoder.commands())  # consumed frames are dropped from the buffer
+    decoder.feed(good[:5])
+    list(decoder.commands())  # a partial frame stays
+    with pytest.raises(RemoteProtocolError, match=f"stream offset {4 * len(good)}\\b"):
+        decoder.feed(good[5:] + struct.pack(">i", 2))
+        list(decoder.commands())

@@ -239,3 +239,26 @@ def test_reopening_a_store_with_another_layout_is_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as err:
         recover(tmp_path, replace(SMALL, segment_bytes=SMALL.segment_bytes * 2))
     assert "store.segment_bytes" in str(err.value) and str(SMALL.segment_bytes) in str(err.value)
+
+
+def test_torn_publish_leaves_no_orphan_records(tmp_path: Path) -> None:
+    """A writer killed between the two halves of a publish left [record size][PENDING]: the
+    first record reads as a one-record span and the rest of the batch as valid records that
+    no consume-queue entry reaches. Recovery must blank them (they were never acknowledged)."""
+    recover(tmp_path, SMALL)
+    with _open(tmp_path) as store:
+        store.put("T", 0, [b"acked"], [b""])
+        res = store.commitlog.append(b"T", 0, 1, [b"r1", b"r2", b"r3"], [b""] * 3,
+                                     born_timestamp_ms=1, born_host=b"\x7f\0\0\1\0\0\0\1")
+        first = int(res.offsets[0])
+        seg = store.commitlog.segments.for_offset(first)
+        rec.SIZE_MAGIC.pack_into(seg.mm, first - seg.start, int(res.sizes[0]), rec.PENDING_MAGIC)
+    problems = verify_store(tmp_path, SMALL).problems
+    assert {p["kind"] for p in problems} == {"pending", "unreachable_record"}
+    report = recover(tmp_path, SMALL)
+    assert report.pending_blanked == [(first, int(res.sizes[0]))]
+    assert report.orphans_blanked == [(int(o), int(s)) for o, s in zip(res.offsets[1:], res.sizes[1:])]
+    assert verify_store(tmp_path, SMALL).consistent
+    with _open(tmp_path) as store:
+        assert store.put("T", 0, [b"next"], [b""]).queue_offset == 1
+        assert _bodies_in_queue(store, "T", 0) == [b"acked", b"next"]
