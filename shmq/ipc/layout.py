@@ -84,8 +84,13 @@ __all__ = [
     "PRODUCER_PID_OFFSET",
     "PRODUCER_STATE_OFFSET",
     "RECORD_ALIGN",
+    "RECORD_FLAGS_OFFSET",
+    "RECORD_FLAGS_SHIFT",
     "RECORD_HEADER",
     "RECORD_HEADER_BYTES",
+    "RECORD_KIND_OFFSET",
+    "RECORD_KIND_SHIFT",
+    "RECORD_LEN_OFFSET",
     "RING_MAGIC",
     "RING_VERSION",
     "STATE_CLOSED",
@@ -109,7 +114,7 @@ __all__ = [
     "validate_capacity",
 ]
 
-CACHE_LINE: Final = 64  #: x86-64 cache line; fields with different writers live on different lines
+CACHE_LINE: Final = 64  #: x86-64 cache line; fields of different writers live on different lines
 _I64: Final = 8
 
 # --- ring header ---------------------------------------------------------------------------------
@@ -137,16 +142,23 @@ STATE_RUNNING: Final = 0  #: the side is awake (or has not started); no wake-up 
 STATE_CLOSED: Final = -1  #: the side closed the ring; it stays closed
 # Any value > 0 is a park number: the side sleeps on its semaphore and wants one post.
 
-# --- records ---------------------------------------------------------------------------------------
-RECORD_HEADER: Final = struct.Struct("<IHH")  #: LEN u32, KIND u16, FLAGS u16
-RECORD_HEADER_BYTES: Final = RECORD_HEADER.size  #: 8
+# --- records ------------------------------------------------------------------------------
+RECORD_LEN_OFFSET: Final = 0  #: u32 payload bytes
+RECORD_KIND_OFFSET: Final = RECORD_LEN_OFFSET + 4  #: u16 caller's record kind
+RECORD_FLAGS_OFFSET: Final = RECORD_KIND_OFFSET + 2  #: u16 FLAG_PAD or 0
+RECORD_HEADER_BYTES: Final = RECORD_FLAGS_OFFSET + 2  #: 8
+RECORD_HEADER: Final = struct.Struct("<IHH")  #: LEN, KIND, FLAGS (little-endian)
+#: The header read as one little-endian u64 is LEN | KIND << KIND_SHIFT | FLAGS << FLAGS_SHIFT
+#: (a hot loop may store it with one int64 store on a little-endian host).
+RECORD_KIND_SHIFT: Final = 8 * RECORD_KIND_OFFSET
+RECORD_FLAGS_SHIFT: Final = 8 * RECORD_FLAGS_OFFSET
 RECORD_ALIGN: Final = 8  #: every record starts on an 8-byte boundary
 FLAG_PAD: Final = 0x0001  #: padding record: skip to the start of the byte area
 MAX_KIND: Final = 0xFFFF  #: KIND is a u16
 MIN_CAPACITY: Final = 64  #: smallest byte area (tests); real rings use MiBs
 MAX_CAPACITY: Final = 1 << 32  #: keeps the largest payload (capacity / 2 - 8) inside LEN's u32
 
-# --- table header ----------------------------------------------------------------------------------
+# --- table header -------------------------------------------------------------------------
 TABLE_MAGIC: Final = int.from_bytes(b"SHMQTABL", "little")  #: identifies a table segment
 TABLE_VERSION: Final = 1  #: bump when this layout changes
 TABLE_MAGIC_OFFSET: Final = 0  #: u64 TABLE_MAGIC, stored last by the creator
@@ -221,7 +233,11 @@ def _check_layout() -> None:
     assert all(offset % CACHE_LINE == 0 for offset in lines), lines
     assert CAPACITY_OFFSET + _I64 <= HEAD_OFFSET
     assert PRODUCER_PID_OFFSET + _I64 <= DATA_OFFSET
-    assert RECORD_HEADER_BYTES == RECORD_ALIGN
+    assert RECORD_HEADER_BYTES == RECORD_ALIGN == RECORD_HEADER.size
+    assert RECORD_HEADER.pack(1, 2, 3) == (
+        1 | 2 << RECORD_KIND_SHIFT | 3 << RECORD_FLAGS_SHIFT
+    ).to_bytes(8, "little")
+    assert DATA_OFFSET % RECORD_ALIGN == 0
     assert max_payload_bytes(MAX_CAPACITY) <= 0xFFFFFFFF
 
 

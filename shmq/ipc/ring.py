@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import monotonic
@@ -80,6 +81,7 @@ from shmq.ipc.layout import (
     RECORD_ALIGN,
     RECORD_HEADER,
     RECORD_HEADER_BYTES,
+    RECORD_KIND_SHIFT,
     RING_MAGIC,
     RING_VERSION,
     STATE_CLOSED,
@@ -130,11 +132,16 @@ _PPID: Final = slot(PRODUCER_PID_OFFSET)
 
 _DATA: Final = DATA_OFFSET
 _HDR: Final = RECORD_HEADER_BYTES
-# record_bytes(n) == (n + _ROUND) & _ALIGN_MASK, spelled out on the hot paths.
+# record_bytes(n) == (n + _ROUND) & _ALIGN_MASK, spelled out on the hot paths; a byte offset
+# is rounded up to the next record with (offset + _ALIGN_UP) & _ALIGN_MASK.
 _ROUND: Final = RECORD_HEADER_BYTES + RECORD_ALIGN - 1
+_ALIGN_UP: Final = RECORD_ALIGN - 1
 _ALIGN_MASK: Final = -RECORD_ALIGN
 _pack_header = RECORD_HEADER.pack_into
 _unpack_header = RECORD_HEADER.unpack_from
+
+if sys.byteorder != "little":  # pragma: no cover - x86-64 is the target (see the docstring)
+    raise ImportError("shmq.ipc.ring stores record headers as little-endian int64 words")
 
 _DATA_SEM: Final = "cwake"  #: suffix of the semaphore the consumer parks on
 _SPACE_SEM: Final = "pwake"  #: suffix of the semaphore the producer parks on
@@ -221,6 +228,7 @@ class Ring:
         self._mm = segment.buf
         self._view = memoryview(segment.buf)
         self._counters = self._view[:_DATA].cast("q")
+        self._words = self._view.cast("q")  # the whole segment as int64s (record headers)
         self.capacity_bytes: Final = int(self._counters[_CAPACITY])
         self.max_payload_bytes: Final = max_payload_bytes(self.capacity_bytes)
         self._data_sem = data_sem
@@ -347,6 +355,7 @@ class Ring:
                 self._counters[index] = 0
         self._ends.clear()
         self._counters.release()
+        self._words.release()
         self._view.release()
         self._data_sem.close()
         self._space_sem.close()
@@ -409,8 +418,9 @@ class RingProducer:
         self._mm = ring._mm
         self._view = ring._view
         self._counters = ring._counters
+        self._words = ring._words
         self._mask = ring.capacity_bytes - 1
-        self._max_record = record_bytes(ring.max_payload_bytes)
+        self._max_payload = ring.max_payload_bytes  # -1 once writes are refused (closed)
         self._head = load_head(self._counters)  # local head: published up to here, or beyond
         # Cached bounds: head may grow to `_tail_limit` (tail + capacity) without reloading
         # tail, and to `_fast_limit` (that, or the end of the current lap if nearer) without
@@ -443,7 +453,7 @@ class RingProducer:
         n = len(payload)
         size = (n + _ROUND) & _ALIGN_MASK
         head = self._head
-        if head + size > self._fast_limit or size > self._max_record:
+        if head + size > self._fast_limit or n > self._max_payload:
             return self._try_write_slow(payload, kind, n, size)
         base = _DATA + (head & self._mask)
         mm = self._mm
@@ -476,29 +486,35 @@ class RingProducer:
             RingClosed: as for `try_write()`.
         """
         _check_kind(kind)
-        mm, mask, max_record = self._mm, self._mask, self._max_record
-        head, fast_limit = self._head, self._fast_limit
+        kind_bits = kind << RECORD_KIND_SHIFT
+        mm, words, mask, max_payload = self._mm, self._words, self._mask, self._max_payload
+        # The loop walks byte offsets in the mapping (`base`), not positions: fewer operations
+        # per record. `limit` is `_fast_limit` as an offset; `head` is where `start` lies.
+        head = self._head
+        base = start = _DATA + (head & mask)
+        limit = base + self._fast_limit - head
         count = 0
         for payload in payloads:
             n = len(payload)
-            size = (n + _ROUND) & _ALIGN_MASK
-            if head + size > fast_limit or size > max_record:
-                if size > max_record:
+            stop = base + _HDR + n
+            if stop > limit or n > max_payload:
+                if n > max_payload:
                     if count == 0:
                         self._raise_too_large(n)
                     break
-                self._head = head
-                start = self._make_room(size)
-                if start is None:
+                self._head = head + base - start
+                room = self._make_room(record_bytes(n))
+                if room is None:
                     break
-                head, fast_limit = start, self._fast_limit
-            base = _DATA + (head & mask)
-            _pack_header(mm, base, n, kind, 0)
-            mm[base + _HDR : base + _HDR + n] = payload
-            head += size
+                head, base = room, _DATA + (room & mask)
+                start, limit = base, base + self._fast_limit - room
+                stop = base + _HDR + n
+            words[base >> 3] = n | kind_bits  # the header as one little-endian word, FLAGS 0
+            mm[base + _HDR : stop] = payload
+            base = (stop + _ALIGN_UP) & _ALIGN_MASK
             count += 1
         if count:
-            self._head = head
+            self._head = head + base - start
             self._publish()
         return count
 
@@ -518,7 +534,7 @@ class RingProducer:
         """
         _check_kind(kind)
         size = record_bytes(payload_bytes)
-        if size > self._max_record:
+        if payload_bytes > self._max_payload:
             self._raise_too_large(payload_bytes)
         head = self._head
         if head + size > self._fast_limit:
@@ -579,7 +595,10 @@ class RingProducer:
 
         Raises:
             PeerGone: the consumer's process died while we waited.
+            RecordTooLarge: `payload_bytes` exceeds `max_payload_bytes` (it would never fit).
         """
+        if payload_bytes > self.max_payload_bytes:
+            raise RecordTooLarge(payload_bytes, self.max_payload_bytes)
         return self._wait_for_space(record_bytes(payload_bytes), timeout_s)
 
     def _wait_for_space(self, size: int, timeout_s: float | None) -> bool:
@@ -599,7 +618,7 @@ class RingProducer:
     # --- slow paths and helpers ----------------------------------------------------------------
 
     def _try_write_slow(self, payload: BytesLike, kind: int, n: int, size: int) -> bool:
-        if size > self._max_record:
+        if n > self._max_payload:
             self._raise_too_large(n)
         _check_kind(kind)
         head = self._make_room(size)
@@ -651,10 +670,10 @@ class RingProducer:
             raise RingClosed(self.ring_name, _CONSUMER)
 
     def _refuse_writes(self, closed_by: str) -> None:
-        # Every later write takes the slow path (no record fits -1 bytes), which raises
+        # Every later write takes the slow path (no payload is <= -1 bytes), which raises
         # RingClosed before writing anything: the fast path pays nothing for closing.
         self._closed_by = closed_by
-        self._max_record = -1
+        self._max_payload = -1
 
     def _raise_too_large(self, n: int) -> None:
         if self._detached:
@@ -666,7 +685,7 @@ class RingProducer:
     def _on_detach(self) -> None:
         self._drop_views()
         self._detached = True
-        self._max_record = -1  # every later write takes the slow path, which raises
+        self._max_payload = -1  # every later write takes the slow path, which raises
 
     def _check_consumer_alive(self) -> None:
         pid = int(self._counters[_CPID])
@@ -774,18 +793,27 @@ class RingConsumer:
             head = self._head
             if tail == head:
                 return []
-        mm, mask = self._mm, self._mask
+        mm, cap, mask = self._mm, self.capacity_bytes, self._mask
         out: list[tuple[int, bytes]] = []
         append = out.append
-        for _ in range(max_records):
-            if tail == head:
+        # At most two passes: up to the end of the area, then from its start. Each walks byte
+        # offsets in the mapping (fewer operations per record than positions).
+        while True:
+            start = offset = _DATA + (tail & mask)
+            end = _DATA + min((tail & mask) + head - tail, cap)  # published, before the end
+            for _ in range(max_records - len(out)):
+                if offset >= end:
+                    break
+                n, kind, flags = _unpack_header(mm, offset)
+                payload_start = offset + _HDR
+                offset = (payload_start + n + _ALIGN_UP) & _ALIGN_MASK
+                if flags:  # padding: it must run to the end of the area
+                    self._check_padding(flags, offset - _DATA)
+                    break
+                append((kind, mm[payload_start : payload_start + n]))
+            tail += offset - start
+            if tail >= head or len(out) >= max_records or tail & mask:
                 break
-            offset = _DATA + (tail & mask)
-            n, kind, flags = _unpack_header(mm, offset)
-            if flags:  # a padding record: the record is at the start of the area
-                tail, offset, n, kind = self._skip_padding(tail, flags, n)
-            tail += (n + _ROUND) & _ALIGN_MASK
-            append((kind, mm[offset + _HDR : offset + _HDR + n]))
         if tail > head:
             self._raise_corrupt(tail)
         self._tail = tail
@@ -854,15 +882,24 @@ class RingConsumer:
         Raises:
             SegmentCorrupt: unknown flags, or padding that does not end at the end of the area.
         """
-        if flags != FLAG_PAD:
-            raise SegmentCorrupt(self.ring_name, "record flags", FLAG_PAD, flags)
         tail += (n + _ROUND) & _ALIGN_MASK
-        if tail & self._mask:
-            raise SegmentCorrupt(self.ring_name, "padding end", "end of the area", tail)
+        self._check_padding(flags, tail & self._mask or self.capacity_bytes)
         n, kind, flags = _unpack_header(self._mm, _DATA)
         if flags:
             raise SegmentCorrupt(self.ring_name, "record flags after padding", 0, flags)
         return tail, _DATA, n, kind
+
+    def _check_padding(self, flags: int, end: int) -> None:
+        """Check a padding record's flags, and that it ends (`end`, an offset in the area) at
+        the end of the area.
+
+        Raises:
+            SegmentCorrupt: unknown flags, or padding that does not end at the end of the area.
+        """
+        if flags != FLAG_PAD:
+            raise SegmentCorrupt(self.ring_name, "record flags", FLAG_PAD, flags)
+        if end != self.capacity_bytes:
+            raise SegmentCorrupt(self.ring_name, "padding end", self.capacity_bytes, end)
 
     def _raise_corrupt(self, tail: int) -> None:
         raise SegmentCorrupt(

@@ -22,6 +22,7 @@ Subscriptions: for TAG expressions the tag set and tag hash codes are recomputed
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Final, Self
@@ -82,10 +83,12 @@ class MessageQueue:
     queue_id: int
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {"brokerName": self.broker_name, "queueId": self.queue_id, "topic": self.topic}
 
     @classmethod
     def from_json(cls, value: object, where: str) -> MessageQueue:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         return cls(obj.text("topic"), obj.text("brokerName"), obj.number("queueId"))
 
@@ -101,6 +104,7 @@ class QueueData:
     topic_sys_flag: int = 0
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "brokerName": self.broker_name,
             "perm": self.perm,
@@ -111,6 +115,7 @@ class QueueData:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> QueueData:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         return cls(
             broker_name=obj.text("brokerName"),
@@ -130,6 +135,7 @@ class BrokerData:
     broker_addrs: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "brokerAddrs": {str(broker_id): addr for broker_id, addr in self.broker_addrs.items()},
             "brokerName": self.broker_name,
@@ -138,6 +144,7 @@ class BrokerData:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> BrokerData:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         addrs = {}
         for key, addr, path in obj.entries("brokerAddrs"):
@@ -244,6 +251,7 @@ class SubscriptionData:
         return cls(topic, expression, tags, codes, sub_version)
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "classFilterMode": self.class_filter_mode,
             "codeSet": list(self.code_set),
@@ -256,22 +264,15 @@ class SubscriptionData:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> SubscriptionData:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         topic = obj.text("topic")
         sub_version = obj.number("subVersion", 0, bits=64)
         expression_type = obj.opt_text("expressionType") or EXPRESSION_TAG
         class_filter_mode = obj.flag("classFilterMode")
-        if expression_type == EXPRESSION_TAG:
+        if expression_type == EXPRESSION_TAG:  # recompute tags and codes (C++ sends bad codes)
             tagged = cls.of_tags(topic, obj.opt_text("subString"), sub_version)
-            return cls(
-                topic,
-                tagged.sub_string,
-                tagged.tags_set,
-                tagged.code_set,
-                sub_version,
-                expression_type,
-                class_filter_mode,
-            )
+            return dataclasses.replace(tagged, class_filter_mode=class_filter_mode)
         tags = obj.texts("tagsSet")
         return cls(
             topic,
@@ -296,6 +297,7 @@ class ConsumerData:
     unit_mode: bool = False
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "consumeFromWhere": self.consume_from_where.name,
             "consumeType": self.consume_type.name,
@@ -307,6 +309,7 @@ class ConsumerData:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> ConsumerData:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         return cls(
             group_name=obj.text("groupName"),
@@ -379,6 +382,7 @@ class ConsumerListBody:
     consumer_id_list: tuple[str, ...]
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         return encode_json({"consumerIdList": list(self.consumer_id_list)})
 
     @classmethod
@@ -396,6 +400,7 @@ class LockBatchRequestBody:
     mq_set: tuple[MessageQueue, ...] = ()
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         return encode_json(
             {
                 "clientId": self.client_id,
@@ -426,6 +431,7 @@ class LockBatchResponseBody:
     lock_ok_mq_set: tuple[MessageQueue, ...]
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         return encode_json({"lockOKMQSet": [mq.to_json() for mq in self.lock_ok_mq_set]})
 
     @classmethod
@@ -446,6 +452,7 @@ class ClusterInfo:
     cluster_addr_table: dict[str, tuple[str, ...]]
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         return encode_json(
             {
                 "brokerAddrTable": {n: b.to_json() for n, b in self.broker_addr_table.items()},
@@ -472,6 +479,7 @@ class TopicList:
     broker_addr: str | None = None
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         body: dict[str, object] = {"topicList": list(self.topic_list)}
         if self.broker_addr is not None:
             body["brokerAddr"] = self.broker_addr
@@ -491,6 +499,7 @@ class KVTable:
     table: dict[str, str]
 
     def encode(self) -> bytes:
+        """The body as compact, key-sorted JSON."""
         return encode_json({"table": self.table})
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 
 from . import fastjson
 from .errors import BodyFormatError
-from .json_header import DECIMAL
+from .json_header import parse_java_int
 from .layout import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 
 __all__ = [
@@ -132,12 +132,12 @@ def as_texts(value: object, where: str) -> tuple[str, ...]:
 def as_int(value: object, where: str, bits: int = 32) -> int:
     if isinstance(value, bool):
         raise BodyFormatError(where, "expected a number, got a boolean")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str) and DECIMAL.fullmatch(value):
-        result = int(value)
-    else:
+    parsed = value if isinstance(value, int) else None
+    if isinstance(value, str):
+        parsed = parse_java_int(value)
+    if parsed is None:
         raise BodyFormatError(where, f"expected an integer, got {value!r:.40}")
+    result = parsed
     low, high = (INT32_MIN, INT32_MAX) if bits == 32 else (INT64_MIN, INT64_MAX)
     if not low <= result <= high:
         raise BodyFormatError(where, f"{result} is outside int{bits}")
@@ -159,8 +159,9 @@ def as_enum(enum_class: type[E], value: object, where: str) -> E:
     if isinstance(value, str):
         if value in enum_class.__members__:
             return enum_class[value]
-        if DECIMAL.fullmatch(value):
-            value = int(value)
+        number = parse_java_int(value)
+        if number is not None:
+            value = number
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return enum_class(value)

@@ -187,7 +187,7 @@ def _read_header(cls: type[H], specs: tuple[_FieldSpec, ...], ext_fields: Mappin
         elif kind is _S:
             store(header, raw)
         elif kind is _B:
-            store(header, raw == "1" or raw.lower() == "true")
+            store(header, parse_bool(raw))
         else:
             store(header, _parse_int(cls.__name__, wire, kind, raw, low, high))
     return header
@@ -195,7 +195,9 @@ def _read_header(cls: type[H], specs: tuple[_FieldSpec, ...], ext_fields: Mappin
 
 def _parse_int(header: str, wire: str, kind: _Kind, raw: str, low: int, high: int) -> int:
     """Java `Integer.parseInt` / `Long.parseLong`: optional sign, ASCII digits, in range."""
-    if (raw.isdigit() or (raw[:1] in ("+", "-") and raw[1:].isdigit())) and raw.isascii():
+    # Inline rather than json_header.parse_java_int: this runs for every int header field.
+    digits = raw[1:] if raw[:1] in ("+", "-") else raw
+    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
         value = int(raw)
         if low <= value <= high:
             return value

@@ -40,10 +40,12 @@ class DataVersion:
     counter: int
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {"counter": self.counter, "timestamp": self.timestamp}
 
     @classmethod
     def from_json(cls, value: object, where: str) -> DataVersion:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         return cls(obj.number("timestamp", bits=64), obj.number("counter", bits=64))
 
@@ -61,6 +63,7 @@ class TopicConfig:
     order: bool = False
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "order": self.order,
             "perm": self.perm,
@@ -73,6 +76,7 @@ class TopicConfig:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> TopicConfig:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         return cls(
             topic_name=obj.text("topicName"),
@@ -114,6 +118,7 @@ class TopicConfigSerializeWrapper:
     data_version: DataVersion
 
     def to_json(self) -> dict[str, object]:
+        """The JSON object Java writes for this value (keys sorted when encoded)."""
         return {
             "dataVersion": self.data_version.to_json(),
             "topicConfigTable": {n: c.to_json() for n, c in self.topic_config_table.items()},
@@ -121,6 +126,7 @@ class TopicConfigSerializeWrapper:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> TopicConfigSerializeWrapper:
+        """Read one from a decoded JSON value; `where` names it in BodyFormatError messages."""
         obj = JsonObject(value, where)
         table = {n: TopicConfig.from_json(v, w) for n, v, w in obj.entries("topicConfigTable")}
         version = obj.data.get("dataVersion")

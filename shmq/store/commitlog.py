@@ -32,7 +32,7 @@ from typing import Final
 import numpy as np
 
 from shmq.message import layout as rec
-from shmq.message.crc import crc32
+from shmq.message.encoder import EncodedBatch, encode_batch, patch_batch, record_starts
 from shmq.store.claims import ClaimTable
 from shmq.store.config import StoreConfig
 from shmq.store.errors import BatchTooLarge, DiskFull
@@ -41,13 +41,6 @@ from shmq.store.segments import Segment, SegmentSet
 __all__ = ["AppendResult", "CommitLog", "pack_host"]
 
 _SIZE_MAGIC: Final = rec.SIZE_MAGIC
-_I32: Final = struct.Struct(">i")
-#: The per-record part of the header: TOTALSIZE .. PHYSICALOFFSET (36 bytes).
-_HEAD: Final = struct.Struct(">iiiiiqq")
-_MID_PREFIX: Final = struct.Struct(">iq")  # SYSFLAG, BORNTIMESTAMP
-_I64: Final = struct.Struct(">q")
-_MID_SUFFIX: Final = struct.Struct(">iqi")  # RECONSUMETIMES, PREPARED TX OFFSET, BODYLENGTH
-_CRC_MASK: Final = 0x7FFFFFFF
 _FREE_RECHECK_S: Final = 0.5
 
 
@@ -58,7 +51,7 @@ def pack_host(host: str, port: int) -> bytes:
     addr = ipaddress.ip_address(host)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    return addr.packed + _I32.pack(port)
+    return addr.packed + struct.pack(">i", port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +144,21 @@ class CommitLog:
         reconsume_times: int = 0,
         prepared_tx_offset: int = 0,
     ) -> AppendResult:
-        """Append one batch of records for (`topic`, `queue_id`) and publish it.
+        """Encode and append one batch for (`topic`, `queue_id`); see `append_encoded`.
 
         `topic` is the UTF-8 topic, `properties[i]` record i's encoded properties string,
-        `born_host` a packed host (see `pack_host`). Record i gets queue offset
-        ``queue_offset + i``. Limits (body size, topic and properties lengths) are the
-        caller's to check; this method trusts them.
+        `born_host` a packed host (see `pack_host`). Limits (body size, topic and properties
+        lengths) are the caller's to check; this method trusts them.
+        """
+        batch = encode_batch(
+            topic, queue_id, bodies, properties, born_timestamp_ms=born_timestamp_ms,
+            born_host=born_host, store_host=self.store_host, flag=flag, sysflag=sysflag,
+            reconsume_times=reconsume_times, prepared_tx_offset=prepared_tx_offset,
+        )
+        return self.append_encoded(batch, queue_offset)
+
+    def append_encoded(self, batch: EncodedBatch, queue_offset: int) -> AppendResult:
+        """Append an encoded batch, record i at queue offset ``queue_offset + i``, and publish.
 
         Returns:
             Where each record landed; every record is published (visible to readers) but its
@@ -170,36 +172,26 @@ class CommitLog:
         """
         claims = self.claims
         assert claims is not None, "read-only commit log"
-        n = len(bodies)
-        blens = list(map(len, bodies))
-        plens = list(map(len, properties))
-        v6 = (len(born_host) > 8) * rec.BORNHOST_V6_FLAG
-        v6 |= (len(self.store_host) > 8) * rec.STOREHOSTADDRESS_V6_FLAG
-        sysflag |= v6
-        fixed = rec.FIXED_WITHOUT_HOSTS + len(born_host) + len(self.store_host)
-        fixed += rec.TAIL_FIXED + len(topic)
-        total = fixed * n + sum(blens) + sum(plens)
+        data = batch.data
+        total = len(data)
         if total + rec.BLANK_MIN_BYTES > self.config.segment_bytes:
             raise BatchTooLarge(total, self.config.segment_bytes - rec.BLANK_MIN_BYTES)
         self._check_free_space(total)
         start, _ = claims.claim(lambda claimed: self._claim_span(claimed, total))
         seg = self.segments.get(self.segments.segment_start(start))
-        seg.prefault(start - seg.start + total + self.config.prefault_ahead_bytes)
+        rel = start - seg.start
+        seg.prefault(rel + total + self.config.prefault_ahead_bytes)
+        seg.mm[rel + 8 : rel + total] = memoryview(data)[8:]
         store_ts = time.time_ns() // 1_000_000
-        mid_head = _MID_PREFIX.pack(sysflag, born_timestamp_ms) + born_host
-        mid_head += _I64.pack(store_ts) + self.store_host
-        mid_tail = _MID_SUFFIX.pack(reconsume_times, prepared_tx_offset, 0)[:-4]
-        first = _encode_joined(
-            seg, start, fixed, topic, queue_id, flag, queue_offset,
-            bodies, properties, blens, plens, mid_head, mid_tail,
+        offsets = record_starts(batch.sizes, start)
+        patch_batch(
+            seg.u8, offsets - seg.start,
+            queue_offsets=np.arange(queue_offset, queue_offset + batch.count, dtype=np.int64),
+            phys_offsets=offsets, store_timestamp_ms=store_ts,
+            store_timestamp_offset=batch.store_timestamp_offset,
         )
-        sizes = np.asarray(blens, dtype=np.int64) + np.asarray(plens, dtype=np.int64) + fixed
-        offsets = np.empty(n, dtype=np.int64)
-        offsets[0] = start
-        np.cumsum(sizes[:-1], out=offsets[1:])
-        offsets[1:] += start
-        _publish(seg, start - seg.start, first)
-        return AppendResult(offsets, sizes, queue_offset, store_ts)
+        _publish(seg, rel, data[:8])
+        return AppendResult(offsets, batch.sizes, queue_offset, store_ts)
 
     def release(self) -> None:
         """Mark this writer's last claim as finished (after its consume-queue entries)."""
@@ -244,7 +236,7 @@ class CommitLog:
             pos = stop
 
 
-def _publish(seg: Segment, rel: int, first_size: int) -> None:
+def _publish(seg: Segment, rel: int, header: bytes) -> None:
     """Make a claimed batch visible: the first record's [TOTALSIZE][MAGIC] in one 8-byte copy.
 
     One store, so a killed writer leaves either the PENDING span (batch size, PENDING) or the
@@ -252,41 +244,4 @@ def _publish(seg: Segment, rel: int, first_size: int) -> None:
     a one-record span and keep the rest of a never-acknowledged batch). x86-64 keeps store
     order, so a reader that sees the magic sees the whole batch.
     """
-    seg.mm[rel : rel + 8] = _SIZE_MAGIC.pack(first_size, rec.MESSAGE_MAGIC)
-
-
-def _encode_joined(
-    seg: Segment, start: int, fixed: int, topic: bytes, queue_id: int, flag: int,
-    queue_offset: int, bodies: Sequence[bytes], properties: Sequence[bytes],
-    blens: list[int], plens: list[int], mid_head: bytes, mid_tail: bytes,
-) -> int:
-    """Encode records into one buffer, copy it in; return the first record's size.
-
-    The first 8 bytes of the batch (the PENDING header) are not overwritten. Per record this
-    is one struct pack, one CRC and five list slots; the header fields shared by the batch
-    (`mid`) and the topic/properties-length prefix (`tail`) are rebuilt only when a length
-    changes.
-    """
-    head = _HEAD.pack
-    topic_part = bytes((len(topic),)) + topic
-    parts: list[bytes] = []
-    extend = parts.extend
-    magic = rec.MESSAGE_MAGIC
-    pos = start
-    qoff = queue_offset
-    last_blen = last_plen = -1
-    mid = tail = b""
-    for body, props, blen, plen in zip(bodies, properties, blens, plens):
-        if blen != last_blen:
-            mid, last_blen = mid_head + mid_tail + _I32.pack(blen), blen
-        if plen != last_plen:
-            tail, last_plen = topic_part + plen.to_bytes(2, "big", signed=True), plen
-        size = fixed + blen + plen
-        extend((head(size, magic, crc32(body) & _CRC_MASK, queue_id, flag, qoff, pos),
-                mid, body, tail, props))
-        pos += size
-        qoff += 1
-    buf = b"".join(parts)
-    rel = start - seg.start
-    seg.mm[rel + 8 : rel + len(buf)] = memoryview(buf)[8:]
-    return fixed + blens[0] + plens[0]
+    seg.mm[rel : rel + 8] = header

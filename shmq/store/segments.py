@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Final
 
+import numpy as np
+
 from shmq.store import layout
 from shmq.store.errors import DiskFull, StoreClosed
 
@@ -34,7 +36,7 @@ _PREFAULT_CHUNK: Final = 4 << 20
 class Segment:
     """One mapped segment file."""
 
-    __slots__ = ("_fd", "_populated", "mm", "path", "size", "start", "view", "writable")
+    __slots__ = ("_fd", "_populated", "mm", "path", "size", "start", "u8", "view", "writable")
 
     def __init__(self, path: Path, start: int, size: int, *, writable: bool) -> None:
         self.start, self.size, self.path, self.writable = start, size, path, writable
@@ -49,6 +51,8 @@ class Segment:
         access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
         self.mm = mmap.mmap(self._fd, size, access=access)
         self.view = memoryview(self.mm)
+        #: The mapping as a numpy byte array (writable only for writers), for vectorised patches.
+        self.u8 = np.frombuffer(self.mm, dtype=np.uint8)
         self._populated = 0
 
     @property
@@ -77,6 +81,7 @@ class Segment:
     def close(self) -> None:
         """Unmap and close. Zero-copy views handed out earlier keep the mapping alive until
         they are dropped; the file descriptor is closed at once either way."""
+        del self.u8
         try:
             self.view.release()
             self.mm.close()

@@ -234,6 +234,7 @@ def test_oversized_record_raises_and_writes_nothing(
         lambda: producer.write(b"m" * (limit + 1), timeout_s=1),
         lambda: producer.try_reserve(limit + 1),
         lambda: producer.try_write_many([b"m" * (limit + 1), b"ok"]),
+        lambda: producer.wait_writable(limit + 1, 1),
     ):
         with pytest.raises(RecordTooLarge) as info:
             call()

@@ -344,6 +344,8 @@ MALFORMED: list[tuple[str, bytes]] = [
         _json_frame(b'{"code":1,"opaque":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
     ),
     ("huge integer literal", _json_frame(b'{"code":' + b"9" * 5000 + b',"opaque":1}')),
+    # regression: int() refuses > 4300 digits with ValueError, which escaped the decoder
+    ("huge numeric string", _json_frame(b'{"code":"' + b"9" * 5000 + b'","opaque":1}')),
     ("binary header too short", frame(binary_header(1, 0, 1, 1, 0)[:-1], serialize_type=1)),
     (
         "binary negative remark length",

@@ -235,6 +235,8 @@ def test_sql_subscriptions_keep_their_expression() -> None:
             "subscriptionDataSet[0].subVersion",
         ),
         ({"groupName": 5}, "consumerDataSet[0].groupName"),
+        ({"consumeType": "1" * 5000}, "consumerDataSet[0].consumeType"),
+        ({"subscriptionDataSet": [{"topic": "T", "subVersion": "9" * 5000}]}, "subVersion"),
     ],
 )
 def test_bad_heartbeats_name_the_bad_path(patch: dict[str, object], path: str) -> None:

@@ -396,3 +396,19 @@ def test_errors_report_the_offset_in_the_stream() -> None:
     with pytest.raises(RemoteProtocolError, match=f"stream offset {4 * len(good)}\\b"):
         decoder.feed(good[5:] + struct.pack(">i", 2))
         list(decoder.commands())
+
+
+@given(json_commands)
+def test_json_header_is_what_json_dumps_writes_in_javas_key_order(command: RemotingCommand) -> None:
+    import json
+
+    from shmq.protocol.json_header import encode_json_header
+
+    expected: dict[str, object] = {"code": command.code}
+    if command.ext_fields:
+        expected["extFields"] = command.ext_fields
+    expected |= {"flag": command.flag, "language": command.language.name, "opaque": command.opaque}
+    if command.remark is not None:
+        expected["remark"] = command.remark
+    expected |= {"serializeTypeCurrentRPC": "JSON", "version": command.version}
+    assert encode_json_header(command) == json.dumps(expected, separators=(",", ":")).encode()

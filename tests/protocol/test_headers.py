@@ -247,6 +247,7 @@ def test_response_values_are_strings_and_none_fields_are_left_out() -> None:
         (ConsumerSendMsgBackRequestHeader, {"offset": "1", "group": "g", "delayLevel": "2147483648"}, "delayLevel", "2147483648"),
         (ConsumerSendMsgBackRequestHeader, {"offset": "9223372036854775808", "group": "g", "delayLevel": "0"}, "offset", "9223372036854775808"),
         (ConsumerSendMsgBackRequestHeader, {"offset": "1", "group": "g", "delayLevel": "0", "maxReconsumeTimes": "-"}, "maxReconsumeTimes", "-"),
+        (ConsumerSendMsgBackRequestHeader, {"offset": "9" * 5000, "group": "g", "delayLevel": "0"}, "offset", "9" * 5000),
     ],
 )  # fmt: skip
 def test_missing_or_bad_fields_raise_a_typed_error_naming_them(
