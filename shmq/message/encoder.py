@@ -24,7 +24,7 @@ from shmq.message import layout as rec
 from shmq.message.crc import crc32
 from shmq.message.errors import InvalidRecordField
 
-__all__ = ["EncodedBatch", "encode_batch", "patch_batch", "check_batch"]
+__all__ = ["EncodedBatch", "check_batch", "encode_batch", "patch_batch"]
 
 _I32: Final = struct.Struct(">i")
 #: The per-record part of the header: TOTALSIZE, MAGICCODE, BODYCRC.
