@@ -32,6 +32,7 @@ from typing import Self
 import numpy as np
 
 from shmq.errors import ConfigError
+from shmq.message.encoder import EncodedBatch, encode_batch
 from shmq.message.layout import MESSAGE_MAGIC
 from shmq.message.taghash import tag_hash
 from shmq.store.checkpoint import Checkpoint, CheckpointFile
@@ -211,22 +212,40 @@ class MessageStore:
             DiskFull, BatchTooLarge: nothing was written.
             StoreError / OSError: nothing is acknowledged; recovery repairs what was written.
         """
-        cq = self.queue(topic, queue_id)
         topic_b = self._topics.get(topic)
         if topic_b is None:
             topic_b = self._topics[topic] = topic.encode()
-        result = self.commitlog.append(
-            topic_b, queue_id, cq.max_offset, bodies, properties, flag=flag, sysflag=sysflag,
+        batch = encode_batch(
+            topic_b, queue_id, bodies, properties, flag=flag, sysflag=sysflag,
             born_timestamp_ms=born_timestamp_ms or int(time.time() * 1000),
-            born_host=born_host, reconsume_times=reconsume_times,
-            prepared_tx_offset=prepared_tx_offset,
+            born_host=born_host, store_host=self.commitlog.store_host,
+            reconsume_times=reconsume_times, prepared_tx_offset=prepared_tx_offset,
         )
         if tag_hashes is None:
-            tag_hashes = np.full(result.count, tag_hash(tags), dtype=np.int64)
+            tag_hashes = np.full(batch.count, tag_hash(tags), dtype=np.int64)
+        return self.put_encoded(topic, queue_id, batch, tag_hashes, sync=sync)
+
+    def put_encoded(
+        self,
+        topic: str,
+        queue_id: int,
+        batch: EncodedBatch,
+        tag_hashes: np.ndarray,
+        *,
+        sync: bool | None = None,
+    ) -> AppendResult:
+        """Append a batch encoded elsewhere (`message.encoder`) to one queue; see `put`.
+
+        The records' topic and queue id must be `topic` and `queue_id` (the encoder wrote
+        them); the caller checks that with `message.encoder.check_batch` when it did not
+        encode the batch itself.
+        """
+        cq = self.queue(topic, queue_id)
+        result = self.commitlog.append_encoded(batch, cq.max_offset)
         cq.append(result.queue_offset, result.offsets, result.sizes, tag_hashes)
         self.commitlog.release()
         if sync if sync is not None else self.config.flush is FlushMode.SYNC:
-            self.sync_to(result.offsets[0], result.end)
+            self.sync_to(int(result.offsets[0]), result.end)
         return result
 
     def sync_to(self, batch_start: int, end: int) -> None:
