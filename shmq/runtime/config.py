@@ -32,6 +32,7 @@ import difflib
 import enum
 import functools
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -134,8 +135,23 @@ def _is_host_port(text: str) -> bool:
     return bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535)
 
 
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
 PORT: Final = between(0, 65535)
 NAME: Final = matches(r"[A-Za-z0-9_.-]{1,127}", "must be 1-127 of A-Z, a-z, 0-9, '_', '.', '-'")
+INSTANCE_NAME: Final = matches(r"[a-z0-9_-]{1,32}", "must be 1-32 of a-z, 0-9, '_', '-'")
+POSITIVE: Final = positive()
+RATIO: Final = Check("must be in (0, 1]", lambda v: 0.0 < v <= 1.0)
+PAGE_MULTIPLE: Final = Check("must be a multiple of 4096, at least 4096",
+                             lambda v: v >= 4096 and v % 4096 == 0)
+RING_CAPACITY: Final = Check(f"must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}",
+                             lambda v: MIN_CAPACITY <= v <= MAX_CAPACITY and _is_power_of_two(v))
+ADVERTISABLE_ADDRESS: Final = Check("must be an IPv4 or IPv6 address clients can reach (not a "
+                                    "host name, not 0.0.0.0 or ::)", _is_advertisable)
+HOST_PORT_LIST: Final = Check("must be a non-empty list of host:port (port 1-65535)",
+                              lambda v: len(v) > 0 and all(_is_host_port(a) for a in v))
 
 
 class LogLevel(enum.Enum):
@@ -149,7 +165,7 @@ class LogLevel(enum.Enum):
 
     @property
     def number(self) -> int:
-        return {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}[self.value]
+        return logging.getLevelNamesMapping()[self.name]
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -197,115 +213,134 @@ class Constraint:
     ok: Callable[[Mapping[str, Any]], bool]
 
 
-_S = Setting
 SETTINGS: Final[tuple[Setting, ...]] = (
-    _S("instance", str, "default", "", matches(r"[a-z0-9_-]{1,32}", "must be 1-32 of a-z, 0-9, "
-       "'_', '-'"), "Name of this service instance. Shared-memory segments are named "
-       "`/shmq.<instance>.<name>` and the default `data_dir` ends in it, so two instances on one "
-       "host (or two test runs) never share state."),
-    _S("data_dir", Path, Derived("~/.shmq/<instance>", lambda v: Path.home() / ".shmq" /
-       v["instance"]), "", None, "Directory of the store (`data_dir/store/`) and other state "
-       "kept across restarts. A leading `~` is expanded; a relative path is taken from the "
-       "working directory at start-up. The systemd unit, running as root, passes "
-       "`SHMQ_DATA_DIR=/var/lib/shmq`."),
-    _S("writers", int, Derived(f"number of CPUs, at most {MAX_WRITERS}",
-       lambda v: min(os.cpu_count() or 1, MAX_WRITERS)), "", between(1, MAX_WRITERS),
-       "Number of writer processes, the only processes that append. Each (topic, queue) pair "
-       "belongs to one writer (`hash(topic, queue) % writers`), so each consume queue has "
-       "exactly one writer."),
-    _S("broker.host", str, "127.0.0.1", "", Check("must be an IPv4 or IPv6 address clients can "
-       "reach (not a host name, not 0.0.0.0 or ::)", _is_advertisable), "Address the broker "
-       "advertises: stored in every record (STOREHOSTADDRESS, hence part of every message id) "
-       "and published in routes."),
-    _S("broker.port", int, 10911, "", PORT, "TCP port of the acceptor (RocketMQ's listenPort); "
-       "advertised with `broker.host`. 0 lets the system pick a free port (tests)."),
-    _S("broker.name", str, "broker-a", "", NAME, "Broker name (brokerName); a master and its "
-       "slaves share it."),
-    _S("broker.cluster", str, "DefaultCluster", "", NAME, "Cluster the broker registers in "
-       "(brokerClusterName)."),
-    _S("broker.auto_create_topic", bool, True, "", None, "Create a topic with "
-       "`broker.default_queues` queues on the first send to it (autoCreateTopicEnable). Turn it "
-       "off in production so a misspelt topic is an error rather than a new topic."),
-    _S("broker.default_queues", int, 4, "", between(1, 1024), "Queues of an auto-created topic "
-       "(defaultTopicQueueNums)."),
-    _S("broker.max_body_bytes", int, 4 << 20, "bytes", between(1, MAX_TOTAL_LENGTH),
-       "Largest message body accepted (maxMessageSize). A larger send is refused with "
-       "MESSAGE_ILLEGAL and nothing is stored."),
-    _S("broker.max_frame_bytes", int, 16 << 20, "bytes",
-       between(4096, MAX_TOTAL_LENGTH + LENGTH_PREFIX_BYTES), "Largest remoting frame accepted, "
-       "its length prefix included. A peer that announces a larger frame is disconnected; other "
-       "connections are not affected."),
-    _S("namesrv.port", int, 9876, "", PORT, "TCP port of the name server that `shmq start` forks "
-       "(and of `shmq namesrv`)."),
-    _S("namesrv.addresses", tuple, Derived('["127.0.0.1:<namesrv.port>"]',
-       lambda v: (f"127.0.0.1:{v['namesrv.port']}",)), "",
-       Check("must be a non-empty list of host:port (port 1-65535)",
-             lambda v: len(v) > 0 and all(_is_host_port(a) for a in v)),
-       "Name servers the broker registers with, as `host:port`. In the environment, separate "
-       "them with `;` (as in RocketMQ's NAMESRV_ADDR) or `,`. Set it explicitly when "
-       "`namesrv.port` is 0."),
-    _S("namesrv.broker_expiry_s", int, 120, "s", between(1, 86400), "A broker that has not sent "
-       "a heartbeat for this long is removed from the routes (BROKER_CHANNEL_EXPIRED_TIME)."),
-    _S("namesrv.enabled", bool, True, "", None, "Whether `shmq start` forks a name server. Turn "
-       "it off when the name servers run elsewhere, and list them in `namesrv.addresses`."),
-    _S("store.segment_bytes", int, 1 << 30, "bytes", Check("must be a multiple of 4096, at least "
-       "4096", lambda v: v >= 4096 and v % 4096 == 0), "Size of each commit-log segment file, "
-       "preallocated and mmap'd. Fixed when a store is created: opening an existing store with "
-       "another value is refused. Small values are for tests."),
-    _S("store.cq_entries_per_file", int, 300_000, "", at_least(1), "Entries (20 bytes each) per "
-       "consume-queue file. Fixed when a store is created, like `store.segment_bytes`."),
-    _S("store.flush", FlushMode, FlushMode.ASYNC, "", None, "What an acknowledgement promises. "
-       "`async`: the message is in the page cache; a crash of shmq loses nothing, a power loss "
-       "may lose the acknowledged messages of the last `store.flush_interval_ms`. `sync`: the "
-       "message was msync'ed before the acknowledgement (group commit); a power loss loses "
-       "nothing acknowledged, at the cost of latency."),
-    _S("store.flush_interval_ms", int, 500, "ms", between(1, 60_000), "How often the flusher "
-       "msyncs the commit log when `store.flush` is `async`: the window of acknowledged "
-       "messages a power loss can lose."),
-    _S("store.retention_hours", float, 72.0, "h", positive(), "A commit-log segment is deleted "
-       "once all its messages are older than this, with the consume-queue and index files that "
-       "only point into it."),
-    _S("store.disk_high_water_ratio", float, 0.75, "", Check("must be in (0, 1]",
-       lambda v: 0.0 < v <= 1.0), "Retention also deletes the oldest segments while the file "
-       "system is fuller than this fraction (diskMaxUsedSpaceRatio)."),
-    _S("store.min_free_bytes", int, 512 << 20, "bytes", at_least(0), "Appends are refused "
-       "(DiskFull: nothing is written) when they would leave less free space than this."),
-    _S("store.index_slots", int, 500_000, "", at_least(1), "Hash slots of each key-index file. "
-       "Index files on disk were sized with the value in force when they were created; opening "
-       "one with a different value is refused, so change it only for a new store."),
-    _S("store.index_max_entries", int, 2_000_000, "", at_least(1), "Entries per key-index file; "
-       "a full file is followed by a new one. Like `store.index_slots`, it must match the index "
-       "files already on disk."),
-    _S("ring.bytes", int, 4 << 20, "bytes", Check(f"must be a power of two between "
-       f"{MIN_CAPACITY} and {MAX_CAPACITY}", lambda v: MIN_CAPACITY <= v <= MAX_CAPACITY and
-       v & (v - 1) == 0), "Capacity of each shared-memory ring; there is one per (producer, "
-       "writer) pair, so rings take up to `ring.max_producers` x `writers` x `ring.bytes` of "
-       "shared memory. One ring record carries at most `ring.bytes / 2 - 8` bytes."),
-    _S("ring.spin_us", int, 50, "us", between(0, 1_000_000), "How long a waiting process (a "
-       "writer with empty rings, a producer waiting for its completion) spins before it parks "
-       "on a semaphore. Longer spins trade CPU for latency under light load."),
-    _S("ring.low_latency", bool, False, "", None, "When true, writers never park: the lowest "
-       "latency, but every writer keeps a core busy even when idle."),
-    _S("ring.max_producers", int, 64, "", between(1, 1024), "Most producers (acceptors and local "
-       "producers) attached at once; each gets one ring per writer."),
-    _S("supervisor.restart_backoff_s", float, 0.5, "s", positive(), "Wait before restarting a "
-       "crashed child; it doubles with each restart up to `supervisor.restart_backoff_max_s`."),
-    _S("supervisor.restart_backoff_max_s", float, 10.0, "s", positive(), "Longest wait before "
-       "restarting a crashed child."),
-    _S("supervisor.max_restarts", int, 5, "", between(0, 1000), "Restarts allowed within "
-       "`supervisor.restart_window_s`; the next crash stops the service with a message naming "
-       "the child and how it ended. 0: a crash always stops the service."),
-    _S("supervisor.restart_window_s", float, 60.0, "s", positive(), "Window over which "
-       "`supervisor.max_restarts` counts restarts."),
-    _S("supervisor.shutdown_timeout_s", float, 10.0, "s", positive(), "On SIGTERM, how long the "
-       "children get to drain (finish what is in their rings, flush, persist offsets) before "
-       "they are killed. A killed writer's unfinished appends were never acknowledged; recovery "
-       "turns them into blanks at the next start."),
-    _S("supervisor.watchdog", bool, True, "", None, "Send systemd watchdog pings when the unit "
-       "sets WatchdogSec."),
-    _S("log.level", LogLevel, LogLevel.INFO, "", None, "Lowest level logged."),
-    _S("log.file", Path, None, "", None, "Log file; empty: standard error (the journal under "
-       "systemd)."),
+    Setting("instance", str, default="default", check=INSTANCE_NAME,
+            doc="Name of this service instance. Shared-memory segments are named "
+                "`/shmq.<instance>.<name>` and the default `data_dir` ends in it, so two "
+                "instances on one host (or two test runs) never share state."),
+    Setting("data_dir", Path,
+            default=Derived("~/.shmq/<instance>", lambda v: Path.home() / ".shmq" / v["instance"]),
+            doc="Directory of the store (`data_dir/store/`) and other state kept across "
+                "restarts. A leading `~` is expanded; a relative path is taken from the working "
+                "directory at start-up. The systemd unit, running as root, passes "
+                "`SHMQ_DATA_DIR=/var/lib/shmq`."),
+    Setting("writers", int, check=between(1, MAX_WRITERS),
+            default=Derived(f"number of CPUs, at most {MAX_WRITERS}",
+                            lambda v: min(os.cpu_count() or 1, MAX_WRITERS)),
+            doc="Number of writer processes, the only processes that append. Each (topic, "
+                "queue) pair belongs to one writer (`hash(topic, queue) % writers`), so each "
+                "consume queue has exactly one writer."),
+    # --- [broker]
+    Setting("broker.host", str, default="127.0.0.1", check=ADVERTISABLE_ADDRESS,
+            doc="Address the broker advertises: stored in every record (STOREHOSTADDRESS, hence "
+                "part of every message id) and published in routes."),
+    Setting("broker.port", int, default=10911, check=PORT,
+            doc="TCP port of the acceptor (RocketMQ's listenPort); advertised with "
+                "`broker.host`. 0 lets the system pick a free port (tests)."),
+    Setting("broker.name", str, default="broker-a", check=NAME,
+            doc="Broker name (brokerName); a master and its slaves share it."),
+    Setting("broker.cluster", str, default="DefaultCluster", check=NAME,
+            doc="Cluster the broker registers in (brokerClusterName)."),
+    Setting("broker.auto_create_topic", bool, default=True,
+            doc="Create a topic with `broker.default_queues` queues on the first send to it "
+                "(autoCreateTopicEnable). Turn it off in production so a misspelt topic is an "
+                "error rather than a new topic."),
+    Setting("broker.default_queues", int, default=4, check=between(1, 1024),
+            doc="Queues of an auto-created topic (defaultTopicQueueNums)."),
+    Setting("broker.max_body_bytes", int, default=4 << 20, unit="bytes",
+            check=between(1, MAX_TOTAL_LENGTH),
+            doc="Largest message body accepted (maxMessageSize). A larger send is refused with "
+                "MESSAGE_ILLEGAL and nothing is stored."),
+    Setting("broker.max_frame_bytes", int, default=16 << 20, unit="bytes",
+            check=between(4096, MAX_TOTAL_LENGTH + LENGTH_PREFIX_BYTES),
+            doc="Largest remoting frame accepted, its length prefix included. A peer that "
+                "announces a larger frame is disconnected; other connections are not affected."),
+    # --- [namesrv]
+    Setting("namesrv.port", int, default=9876, check=PORT,
+            doc="TCP port of the name server that `shmq start` forks (and of `shmq namesrv`)."),
+    Setting("namesrv.addresses", tuple, check=HOST_PORT_LIST,
+            default=Derived('["127.0.0.1:<namesrv.port>"]',
+                            lambda v: (f"127.0.0.1:{v['namesrv.port']}",)),
+            doc="Name servers the broker registers with, as `host:port`. In the environment, "
+                "separate them with `;` (as in RocketMQ's NAMESRV_ADDR) or `,`. Set it "
+                "explicitly when `namesrv.port` is 0."),
+    Setting("namesrv.broker_expiry_s", int, default=120, unit="s", check=between(1, 86400),
+            doc="A broker that has not sent a heartbeat for this long is removed from the "
+                "routes (BROKER_CHANNEL_EXPIRED_TIME)."),
+    Setting("namesrv.enabled", bool, default=True,
+            doc="Whether `shmq start` forks a name server. Turn it off when the name servers "
+                "run elsewhere, and list them in `namesrv.addresses`."),
+    # --- [store]
+    Setting("store.segment_bytes", int, default=1 << 30, unit="bytes", check=PAGE_MULTIPLE,
+            doc="Size of each commit-log segment file, preallocated and mmap'd. Fixed when a "
+                "store is created: opening an existing store with another value is refused. "
+                "Small values are for tests."),
+    Setting("store.cq_entries_per_file", int, default=300_000, check=at_least(1),
+            doc="Entries (20 bytes each) per consume-queue file. Fixed when a store is created, "
+                "like `store.segment_bytes`."),
+    Setting("store.flush", FlushMode, default=FlushMode.ASYNC,
+            doc="What an acknowledgement promises. `async`: the message is in the page cache; a "
+                "crash of shmq loses nothing, a power loss may lose the acknowledged messages of "
+                "the last `store.flush_interval_ms`. `sync`: the message was msync'ed before the "
+                "acknowledgement (group commit); a power loss loses nothing acknowledged, at the "
+                "cost of latency."),
+    Setting("store.flush_interval_ms", int, default=500, unit="ms", check=between(1, 60_000),
+            doc="How often the flusher msyncs the commit log when `store.flush` is `async`: the "
+                "window of acknowledged messages a power loss can lose."),
+    Setting("store.retention_hours", float, default=72.0, unit="h", check=POSITIVE,
+            doc="A commit-log segment is deleted once all its messages are older than this, "
+                "with the consume-queue and index files that only point into it."),
+    Setting("store.disk_high_water_ratio", float, default=0.75, check=RATIO,
+            doc="Retention also deletes the oldest segments while the file system is fuller "
+                "than this fraction (diskMaxUsedSpaceRatio)."),
+    Setting("store.min_free_bytes", int, default=512 << 20, unit="bytes", check=at_least(0),
+            doc="Appends are refused (DiskFull: nothing is written) when they would leave less "
+                "free space than this."),
+    Setting("store.index_slots", int, default=500_000, check=at_least(1),
+            doc="Hash slots of each key-index file. Index files on disk were sized with the "
+                "value in force when they were created; opening one with a different value is "
+                "refused, so change it only for a new store."),
+    Setting("store.index_max_entries", int, default=2_000_000, check=at_least(1),
+            doc="Entries per key-index file; a full file is followed by a new one. Like "
+                "`store.index_slots`, it must match the index files already on disk."),
+    # --- [ring]
+    Setting("ring.bytes", int, default=4 << 20, unit="bytes", check=RING_CAPACITY,
+            doc="Capacity of each shared-memory ring; there is one per (producer, writer) pair, "
+                "so rings take up to `ring.max_producers` x `writers` x `ring.bytes` of shared "
+                "memory. One ring record carries at most `ring.bytes / 2 - 8` bytes."),
+    Setting("ring.spin_us", int, default=50, unit="us", check=between(0, 1_000_000),
+            doc="How long a waiting process (a writer with empty rings, a producer waiting for "
+                "its completion) spins before it parks on a semaphore. Longer spins trade CPU "
+                "for latency under light load."),
+    Setting("ring.low_latency", bool, default=False,
+            doc="When true, writers never park: the lowest latency, but every writer keeps a "
+                "core busy even when idle."),
+    Setting("ring.max_producers", int, default=64, check=between(1, 1024),
+            doc="Most producers (acceptors and local producers) attached at once; each gets one "
+                "ring per writer."),
+    # --- [supervisor]
+    Setting("supervisor.restart_backoff_s", float, default=0.5, unit="s", check=POSITIVE,
+            doc="Wait before restarting a crashed child; it doubles with each restart up to "
+                "`supervisor.restart_backoff_max_s`."),
+    Setting("supervisor.restart_backoff_max_s", float, default=10.0, unit="s", check=POSITIVE,
+            doc="Longest wait before restarting a crashed child."),
+    Setting("supervisor.max_restarts", int, default=5, check=between(0, 1000),
+            doc="Restarts allowed within `supervisor.restart_window_s`; the next crash stops "
+                "the service with a message naming the child and how it ended. 0: a crash "
+                "always stops the service."),
+    Setting("supervisor.restart_window_s", float, default=60.0, unit="s", check=POSITIVE,
+            doc="Window over which `supervisor.max_restarts` counts restarts."),
+    Setting("supervisor.shutdown_timeout_s", float, default=10.0, unit="s", check=POSITIVE,
+            doc="On SIGTERM, how long the children get to drain (finish what is in their rings, "
+                "flush, persist offsets) before they are killed. A killed writer's unfinished "
+                "appends were never acknowledged; recovery turns them into blanks at the next "
+                "start."),
+    Setting("supervisor.watchdog", bool, default=True,
+            doc="Send systemd watchdog pings when the unit sets WatchdogSec."),
+    # --- [log]
+    Setting("log.level", LogLevel, default=LogLevel.INFO, doc="Lowest level logged."),
+    Setting("log.file", Path, default=None,
+            doc="Log file; empty: standard error (the journal under systemd)."),
 )
 SETTINGS_BY_NAME: Final[Mapping[str, Setting]] = MappingProxyType({s.name: s for s in SETTINGS})
 _BY_ENV: Final = {s.env_var: s for s in SETTINGS}
@@ -320,7 +355,8 @@ def _largest_record(v: Mapping[str, Any]) -> int:
 CONSTRAINTS: Final[tuple[Constraint, ...]] = (
     Constraint(("supervisor.restart_backoff_s", "supervisor.restart_backoff_max_s"),
                "`supervisor.restart_backoff_s` must not exceed `supervisor.restart_backoff_max_s`",
-               lambda v: v["supervisor.restart_backoff_s"] <= v["supervisor.restart_backoff_max_s"]),
+               lambda v: v["supervisor.restart_backoff_s"]
+               <= v["supervisor.restart_backoff_max_s"]),
     Constraint(("broker.max_body_bytes", "broker.max_frame_bytes"),
                f"`broker.max_frame_bytes` must hold a body of `broker.max_body_bytes` plus "
                f"{SEND_HEADER_ROOM_BYTES} bytes of header",
@@ -328,8 +364,8 @@ CONSTRAINTS: Final[tuple[Constraint, ...]] = (
                <= v["broker.max_frame_bytes"]),
     Constraint(("broker.max_body_bytes", "store.segment_bytes"),
                "a record with a body of `broker.max_body_bytes` (plus the largest topic, "
-               f"properties and IPv6 hosts, and a {BLANK_MIN_BYTES}-byte end-of-segment blank) "
-               "must fit in `store.segment_bytes`",
+               "properties and IPv6 hosts, and an end-of-segment blank of "
+               f"{BLANK_MIN_BYTES} bytes) must fit in `store.segment_bytes`",
                lambda v: _largest_record(v) + BLANK_MIN_BYTES <= v["store.segment_bytes"]),
     Constraint(("namesrv.port", "broker.port", "namesrv.enabled"),
                "when `namesrv.enabled`, `namesrv.port` and `broker.port` must differ (0 excepted)",
@@ -729,7 +765,8 @@ class Config:
         return self.sources.get(name, _DEFAULT)
 
     def shm_name(self, name: str) -> str:
-        """The POSIX shared-memory name of this instance's segment `name`: /shmq.<instance>.<name>."""
+        """The POSIX shared-memory name of segment `name` of this instance:
+        /shmq.<instance>.<name>."""
         return f"/shmq.{self.instance}.{name}"
 
     def store_config(self) -> StoreConfig:
@@ -842,6 +879,8 @@ def _format_size(n: int) -> str:
 
 def _toml_string(text: str) -> str:
     def escape(ch: str) -> str:
+        if ch in '"\\':
+            return "\\" + ch
         return f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
 
     return '"' + "".join(escape(ch) for ch in text) + '"'
@@ -875,8 +914,8 @@ def _type_text(s: Setting) -> str:
 
 
 def _default_text(s: Setting) -> str:
-    if isinstance(s.default, Derived):
-        return s.default.text
+    if isinstance(s.default, Derived):  # prose; "<" would start an HTML tag in Markdown
+        return s.default.text.replace("<", "&lt;").replace(">", "&gt;")
     return "`" + _toml_value(s, s.default) + "`"
 
 
@@ -895,7 +934,7 @@ def config_reference_markdown() -> str:
                 f"- type: {_type_text(s)}; default: {_default_text(s)}"]
         if s.check is not None:
             out.append(f"- rule: {s.check.rule}")
-        out += [f"- with: {c.rule}" for c in CONSTRAINTS if s.name in c.names]
+        out += [f"- constraint: {c.rule}" for c in CONSTRAINTS if s.name in c.names]
         out.append(f"- environment: `{s.env_var}`; command line: `{s.flag}`")
     return "\n".join(out) + "\n"
 
@@ -908,9 +947,9 @@ shmq/runtime/config.py; edit the table, not this file. -->
 
 Each setting is read from, lowest precedence first: its default, the TOML file (the one given
 on the command line, or the one named by `SHMQ_CONFIG`), its environment variable, and the
-command line. `shmq start --print-config` prints the effective configuration, each value with its source.
-A bad value, an unknown key in the file or an unknown `SHMQ_*` variable stops the service with a
-message naming the key, the value, where it came from and the rule.
+command line. `shmq start --print-config` prints the effective configuration, each value with
+its source. A bad value, an unknown key in the file or an unknown `SHMQ_*` variable stops the
+service with a message naming the key, the value, where it came from and the rule.
 
 - A setting `a.b` is the key `b` of the table `[a]` in the file, and the environment variable
   `SHMQ_A_B`. `SHMQ_CONFIG` and `SHMQ_SEED` (tests) are the only other `SHMQ_*` variables allowed.

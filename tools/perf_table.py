@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Render the median lines of `shmq bench ... --json` output as a markdown table.
+
+    shmq bench store --json | tee bench.jsonl | python3 tools/perf_table.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+COLUMNS = {
+    "store": [("size", "body B"), ("writers", "writers"), ("flush", "flush"),
+              ("msgs_per_s", "appends/s"), ("mb_per_s", "MB/s"),
+              ("ceiling_mb_per_s", "raw copy MB/s"), ("ratio_to_ceiling", "ratio"),
+              ("read_msgs_per_s", "filtered reads/s"), ("prefault_mb_per_s", "prefault MB/s")],
+}
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+def main() -> None:
+    kind = sys.argv[1] if len(sys.argv) > 1 else "store"
+    cols = COLUMNS[kind]
+    rows = [json.loads(line) for line in sys.stdin if line.strip().startswith("{")]
+    rows = [r for r in rows if r.get("median")]
+    print("| " + " | ".join(title for _, title in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(_fmt(row.get(key, "")) for key, _ in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
