@@ -84,6 +84,23 @@ def test_timeout_leaves_running_state_and_drained_semaphore(
     assert (stats.spins, stats.parks, stats.timeouts) == (0, 1, 1)
 
 
+def test_semaphore_is_drained_when_the_wait_ends_ready(
+    sem: posix_ipc.Semaphore, states: memoryview
+) -> None:
+    sleeper = Sleeper(sem, states, 0, _NO_SPIN)
+    for _ in range(3):
+        sem.release()  # stale posts: the first one ends the park at once
+    calls = 0
+
+    def ready_after_first_sleep() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls >= 3  # the spin check, the re-check, then ready after waking
+
+    assert sleeper.wait(ready_after_first_sleep, 5)
+    assert sem.value == 0  # left there, the posts would end later parks for nothing
+
+
 def test_parked_sleeper_announces_a_new_park_number_each_time(
     sem: posix_ipc.Semaphore, states: memoryview
 ) -> None:
