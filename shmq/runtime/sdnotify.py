@@ -45,18 +45,18 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 from shmq.errors import ConfigError, ShmqError
 
 __all__ = [
+    "ENVIRONMENT_KEYS",
     "BadNotifyEnvironment",
-    "NotifyTimeout",
     "ListenerClosed",
     "Notifier",
-    "NotifyMessage",
     "NotifyListener",
-    "ENVIRONMENT_KEYS",
+    "NotifyMessage",
+    "NotifyTimeout",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,12 +100,12 @@ class ListenerClosed(ShmqError):
 class NotifyTimeout(ShmqError, TimeoutError):
     """`NotifyListener` saw no (matching) datagram before the deadline."""
 
-    def __init__(self, waited_for: str, timeout_s: float, received: int) -> None:
+    def __init__(self, waited_for: str, timeout_s: float, skipped: int) -> None:
         super().__init__(
             f"no notification {waited_for} within {timeout_s:g} s "
-            f"({received} other datagrams received)"
+            f"({skipped} non-matching datagrams skipped)"
         )
-        self.waited_for, self.timeout_s, self.received = waited_for, timeout_s, received
+        self.waited_for, self.timeout_s, self.skipped = waited_for, timeout_s, skipped
 
 
 def _socket_address(value: str) -> bytes:
@@ -241,7 +241,7 @@ class Notifier:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> Notifier:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -333,7 +333,7 @@ class NotifyListener:
             raise
         self._sock: socket.socket | None = sock
 
-    def __enter__(self) -> NotifyListener:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
