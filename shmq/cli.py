@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from shmq import __version__
+from shmq.runtime.config import config_options
 
 __all__ = ["main"]
 
@@ -89,6 +90,88 @@ def bench_store(sizes: str, messages: int | None, writers: str, flushes: str, ru
     modes = [FlushMode(f.strip()) for f in flushes.split(",") if f.strip()]
     run_matrix(sizes=_csv_ints(sizes), messages=messages, writers=_csv_ints(writers),
                flushes=modes, runs=runs, batch=batch, as_json=as_json, directory=directory)
+
+
+@main.command("start")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="TOML configuration file. [SHMQ_CONFIG]")
+@click.option("--print-config", is_flag=True,
+              help="Print the effective configuration (TOML, each value with its source) and "
+                   "exit.")
+@config_options
+def start(config_file: Path | None, print_config: bool,
+          config_overrides: dict[str, str]) -> None:
+    """Run the whole single-host service in the foreground: recovery, then the name server,
+    writers, housekeeper and acceptor under one supervisor. SIGTERM or Ctrl-C drains and stops
+    it (exit 0); a second one stops it at once. Exit 1: it could not start, or a process kept
+    dying; exit 2: bad configuration.
+
+    Every setting has a flag (below), an SHMQ_* environment variable and a key in the file.
+    """
+    from shmq.errors import ConfigError
+    from shmq.runtime.config import load_config
+    from shmq.runtime.logging_setup import configure_logging
+    from shmq.runtime.sdnotify import Notifier
+    from shmq.runtime.supervisor import AlreadyRunning, start_service
+
+    try:
+        config = load_config(config_file, overrides=config_overrides)
+    except ConfigError as err:
+        click.echo(f"shmq start: {err}", err=True)
+        sys.exit(2)
+    if print_config:
+        click.echo(config.to_toml(), nl=False)
+        return
+    try:
+        configure_logging(config.log)
+        with Notifier(unset_environment=True) as notifier:
+            code = start_service(config, notifier=notifier)
+    except AlreadyRunning as err:
+        click.echo(f"shmq start: {err}", err=True)
+        sys.exit(1)
+    except ConfigError as err:
+        click.echo(f"shmq start: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        click.echo(f"shmq start: {err}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@main.command("status")
+@click.option("--instance", default=None,
+              help="Instance to report on (default: from SHMQ_INSTANCE / SHMQ_CONFIG, else "
+                   "'default').")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--cpu-interval", type=click.FloatRange(0.0, 10.0), default=0.2,
+              show_default=True, help="Seconds over which CPU use is measured.")
+def status(instance: str | None, as_json: bool, cpu_interval: float) -> None:
+    """Show the processes, disk use and commit-log position of a running instance (read from
+    its shared memory; no network). Exit 1 when the instance is not running."""
+    from shmq.errors import ConfigError
+    from shmq.runtime.config import load_config
+    from shmq.runtime.status import (
+        InstanceNotRunning,
+        collect_status,
+        default_sections,
+        format_status,
+    )
+
+    try:
+        name = instance if instance is not None else load_config().instance
+    except ConfigError as err:
+        click.echo(f"shmq status: {err}", err=True)
+        sys.exit(2)
+    try:
+        report = collect_status(name, sections=default_sections(), cpu_interval_s=cpu_interval)
+    except InstanceNotRunning as err:
+        click.echo(f"shmq status: {err}", err=True)
+        sys.exit(1)
+    except ValueError as err:  # InvalidName: not a possible instance name
+        click.echo(f"shmq status: {err}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(report, sort_keys=True) if as_json else format_status(report),
+               nl=as_json)
 
 
 if __name__ == "__main__":

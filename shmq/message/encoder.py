@@ -37,6 +37,11 @@ _ZERO_TS: Final = bytes(8)
 _MID_SUFFIX: Final = struct.Struct(">iqi")
 _CRC_MASK: Final = 0x7FFFFFFF
 _BYTE_LANES: Final = np.arange(8, dtype=np.int64)
+_QOFF_PHYS: Final = struct.Struct(">qq")  # QUEUEOFFSET, PHYSICALOFFSET (adjacent)
+_I64: Final = struct.Struct(">q")
+#: Batches up to this many records are patched with struct, larger ones with numpy.
+_SCALAR_MAX: Final = 4
+assert rec.PHYSICAL_OFFSET_OFFSET == rec.QUEUE_OFFSET_OFFSET + 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,8 @@ def encode_batch(
 
 def record_starts(sizes: np.ndarray, base: int = 0) -> np.ndarray:
     """Start of each record of a batch whose first record starts at `base`."""
+    if len(sizes) == 1:
+        return np.array([base], dtype=np.int64)
     starts = np.empty(len(sizes), dtype=np.int64)
     starts[0] = base
     np.cumsum(sizes[:-1], out=starts[1:])
@@ -134,6 +141,12 @@ def patch_batch(
 ) -> None:
     """Fill QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP of records starting at `starts`
     (byte positions in the writable uint8 array `u8`)."""
+    if len(starts) <= _SCALAR_MAX:  # numpy's fixed costs exceed a few struct packs
+        for start, qoff, phys in zip(starts.tolist(), queue_offsets.tolist(),
+                                     phys_offsets.tolist()):
+            _QOFF_PHYS.pack_into(u8, start + rec.QUEUE_OFFSET_OFFSET, qoff, phys)
+            _I64.pack_into(u8, start + store_timestamp_offset, store_timestamp_ms)
+        return
     _scatter_i64(u8, starts + rec.QUEUE_OFFSET_OFFSET, queue_offsets)
     _scatter_i64(u8, starts + rec.PHYSICAL_OFFSET_OFFSET, phys_offsets)
     stamps = np.full(len(starts), store_timestamp_ms, dtype=np.int64)
@@ -149,6 +162,9 @@ def check_batch(data: bytes | memoryview, sizes: np.ndarray) -> None:
     n = len(sizes)
     if n == 0:
         raise InvalidRecordField("count", 0, "a batch needs at least one record")
+    if n == 1:
+        _check_one(data, int(sizes[0]))
+        return
     if int(sizes.min()) < rec.MIN_RECORD_BYTES or int(sizes.sum()) != len(data):
         raise InvalidRecordField(
             "sizes", int(sizes.sum()), f"record sizes must be >= {rec.MIN_RECORD_BYTES} and add "
@@ -162,3 +178,14 @@ def check_batch(data: bytes | memoryview, sizes: np.ndarray) -> None:
         raise InvalidRecordField(
             f"record {i} [TOTALSIZE, MAGICCODE]", tuple(int(w) for w in words[i]),
             f"expected [{int(sizes[i])}, {rec.MESSAGE_MAGIC}]")
+
+
+def _check_one(data: bytes | memoryview, size: int) -> None:
+    if size < rec.MIN_RECORD_BYTES or size != len(data):
+        raise InvalidRecordField(
+            "sizes", size, f"record sizes must be >= {rec.MIN_RECORD_BYTES} and add up to the "
+            f"{len(data)} bytes of the batch")
+    got = rec.SIZE_MAGIC.unpack_from(data, 0)
+    if got != (size, rec.MESSAGE_MAGIC):
+        raise InvalidRecordField("record 0 [TOTALSIZE, MAGICCODE]", got,
+                                 f"expected [{size}, {rec.MESSAGE_MAGIC}]")

@@ -263,6 +263,16 @@ class UniqKeyGenerator:
         count = next(self._counter) & _COUNTER_MASK
         return f"{self._prefix}{diff:08X}{count:04X}"
 
+    def new_keys(self, n: int) -> list[str]:
+        """`n` keys at once (one clock read; consecutive counters): a batch's UNIQ_KEYs."""
+        now_ms = self._clock_ms()
+        if not self._start_ms <= now_ms < self._next_start_ms:
+            with self._lock:
+                self._start_ms, self._next_start_ms = _month_bounds_ms(now_ms)
+        head = f"{self._prefix}{(now_ms - self._start_ms) & _DIFF_MASK:08X}"
+        counter = self._counter
+        return [f"{head}{next(counter) & _COUNTER_MASK:04X}" for _ in range(n)]
+
 
 _GENERATORS: Final[weakref.WeakSet[UniqKeyGenerator]] = weakref.WeakSet()
 

@@ -185,12 +185,7 @@ def _repair_queues(
     log: CommitLog,
 ) -> None:
     """Drop entries past the end; rebuild entries of the records verified past the checkpoint."""
-    per_queue: dict[tuple[str, int], list[RecordMeta]] = defaultdict(list)
-    for meta in metas:
-        if meta.sysflag & rec.TRANSACTION_MASK not in _NO_CQ_ENTRY:
-            per_queue[(meta.topic, meta.queue_id)].append(meta)
-    keys = set(list_queues(paths.consumequeue)) | set(per_queue)
-    for topic, queue_id in sorted(keys):
+    for topic, queue_id in list_queues(paths.consumequeue):
         cq = ConsumeQueue.open(
             paths.consumequeue, topic, queue_id, entries_per_file=config.cq_entries_per_file
         )
@@ -198,14 +193,10 @@ def _repair_queues(
             before = cq.max_offset
             cq.truncate_to_phys(report.end_offset)
             report.cq_entries_dropped += before - cq.max_offset
-            todo = per_queue.get((topic, queue_id))
-            if todo:
-                todo = _drop_orphans(cq.max_offset, todo, report, log)
-            if todo:
-                _rebuild_queue(cq, todo, report)
             cq.flush()
         finally:
             cq.close()
+    _dispatch(paths, config, report, metas, log)
 
 
 def _drop_orphans(
@@ -261,3 +252,61 @@ def _repair_index(
         index.truncate_to_phys(report.end_offset)
     finally:
         index.close()
+
+
+def settle_claim(root: Path, config: StoreConfig, slot: int) -> str | None:
+    """Settle the in-flight claim of writer `slot`, which died; return what was done or None.
+
+    Run while that writer is dead and before it restarts (its queues have no other writer).
+    A PENDING claim becomes a blank. A published one keeps its records, and the consume-queue
+    entries they lack are written.
+    """
+    paths = StorePaths(root)
+    log = CommitLog(paths.commitlog, config, writable=True)
+    outcome: list[str] = []
+
+    def settle(start: int, end: int) -> None:
+        seg = log.segments.for_offset(start)
+        _size, magic = rec.SIZE_MAGIC.unpack_from(seg.mm, start - seg.start)
+        if magic != rec.MESSAGE_MAGIC:
+            rec.SIZE_MAGIC.pack_into(seg.mm, start - seg.start, end - start, rec.BLANK_MAGIC)
+            outcome.append(f"unpublished claim [{start}, {end}) blanked")
+            return
+        report = RecoveryReport(start_offset=start, end_offset=end)
+        metas = []
+        pos = start
+        while pos < end:
+            meta = check_record(seg.mm, pos - seg.start, pos, seg.size, check_crc=False)
+            if not isinstance(meta, RecordMeta):
+                break
+            metas.append(meta)
+            pos += meta.size
+        _dispatch(paths, config, report, metas, log)
+        outcome.append(f"published claim [{start}, {end}): {report.cq_entries_rebuilt} "
+                       f"consume-queue entries written")
+
+    try:
+        with ClaimTable(paths.claims, slot=slot, slot_count=config.writer_slots) as claims:
+            claims.abandon(slot, settle)
+    finally:
+        log.close()
+    return outcome[0] if outcome else None
+
+
+def _dispatch(paths: StorePaths, config: StoreConfig, report: RecoveryReport,
+              metas: list[RecordMeta], log: CommitLog) -> None:
+    """Write the consume-queue entries that `metas` (records in log order) lack."""
+    per_queue: dict[tuple[str, int], list[RecordMeta]] = defaultdict(list)
+    for meta in metas:
+        if meta.sysflag & rec.TRANSACTION_MASK not in _NO_CQ_ENTRY:
+            per_queue[(meta.topic, meta.queue_id)].append(meta)
+    for (topic, queue_id), todo in per_queue.items():
+        cq = ConsumeQueue.open(paths.consumequeue, topic, queue_id,
+                               entries_per_file=config.cq_entries_per_file)
+        try:
+            todo = _drop_orphans(cq.max_offset, todo, report, log)
+            if todo:
+                _rebuild_queue(cq, todo, report)
+            cq.flush()
+        finally:
+            cq.close()

@@ -61,6 +61,7 @@ class Segment:
 
     def prefault(self, upto_rel: int) -> None:
         """Populate the mapping up to `upto_rel` bytes from the start (idempotent, bulk)."""
+        upto_rel = min(upto_rel, self.size)
         if upto_rel <= self._populated or not self.writable:
             return
         upto = min(self.size, -(-upto_rel // _PREFAULT_CHUNK) * _PREFAULT_CHUNK)

@@ -119,3 +119,17 @@ def test_committed_position_stops_at_an_unreleased_claim(tmp_path: Path) -> None
     assert b.claims.committed() == first.offsets[0]
     a.release()
     assert b.claims.committed() == second.end
+
+
+def test_prefault_past_the_segment_end_is_harmless(tmp_path: Path) -> None:
+    """Regression: appending near a segment's end asked to populate past it (madvise error)."""
+    from dataclasses import replace as _replace
+
+    cfg = _replace(SMALL, prefault_ahead_bytes=1 << 20)
+    log = _log(tmp_path, cfg)
+    seg = log.segments.get(0, create=True)
+    seg.prefault(seg.size + 12345)
+    seg.prefault(seg.size + 99999)  # fully populated already: nothing to do
+    for i in range(30):
+        _append(log, [b"p" * 3000], qoff=i)
+        log.release()

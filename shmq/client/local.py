@@ -1,0 +1,439 @@
+"""Same-host clients: LocalProducer publishes through shared-memory rings (no TCP, no syscall
+on the fast path), LocalConsumer reads a queue straight from the store's mappings.
+
+Theory of operation. A LocalProducer attaches to a running broker (ipc.registry): it takes a
+registry row and creates one request ring and one completion ring per writer. A send encodes
+its records completely (message.encoder: CRC, hosts, properties — the producer's core does that
+work), picks the queue (given, by sharding key, or round-robin), writes ONE ring record to the
+queue's owning writer (protocol.local) and rings the writer's doorbell only if it sleeps. The
+writer answers on the completion ring once the records are published, dispatched and, when
+asked, flushed: only then does a send succeed.
+
+Completions are read under one lock: a synchronous send reads its own completion inline (the
+lowest latency), asynchronous sends are completed by a pump thread that runs while any of them
+is outstanding. While waiting, the producer checks that the writer process lives: if it died,
+the sends in flight fail with `WriterGone` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from shmq.client.errors import (
+    BrokerBusy,
+    BrokerNotRunning,
+    ProducerClosed,
+    SendFailed,
+    SendTimeout,
+    WriterGone,
+)
+from shmq.client.message import BatchSendResult, Message, SendResult
+from shmq.ipc.errors import PeerGone, RingClosed, SegmentMissing
+from shmq.ipc.registry import BrokerShm, doorbell_name, read_info, registry_lock, ring_name
+from shmq.ipc.ring import Ring, RingConsumer, RingProducer
+from shmq.ipc.wakeup import (
+    DEFAULT_POLICY,
+    LOW_LATENCY_POLICY,
+    WaitPolicy,
+    Waker,
+    is_process_alive,
+    open_semaphore,
+)
+from shmq.message.encoder import encode_batch
+from shmq.message.msgid import UniqKeyGenerator, encode_offset_msg_id, pack_host
+from shmq.message.properties import encode_properties
+from shmq.message.taghash import java_string_hash, tag_hash
+from shmq.protocol.local import (
+    FLAG_SYNC,
+    KIND_APPEND,
+    Completion,
+    Status,
+    decode_completion,
+    encode_append,
+    queue_owner,
+)
+
+__all__ = ["LocalProducer"]
+
+_COMPLETION_RING_BYTES = 1 << 20
+_WAIT_SLICE_S = 0.05
+#: Waiting for the answer to a send we just made: it comes within ~100 us unless the writer
+#: is parked, so spin that long before parking (a wake-up costs ~50-100 us here).
+_ANSWER_POLICY = WaitPolicy(spin_us=300.0, min_spin_us=300.0, max_spin_us=300.0, adaptive=False)
+
+
+@dataclass
+class _Pending:
+    future: Future[BatchSendResult]
+    writer: int
+    topic: str
+    queue_id: int
+    sizes: np.ndarray
+    uniq_keys: list[str]
+    callback: Callable[[Future[BatchSendResult]], None] | None = None
+
+
+class LocalProducer:
+    """Publishes to the broker `instance` on this host through shared memory.
+
+    Args:
+        instance: the broker's instance name (`shmq start --instance`).
+        timeout_s: default time a send may take, ring back-pressure included.
+        sync_flush: ask writers to flush each batch before answering (SYNC_FLUSH per send).
+
+    Raises:
+        BrokerNotRunning: no such broker runs on this host.
+    """
+
+    def __init__(self, instance: str = "default", *, timeout_s: float = 3.0,
+                 sync_flush: bool = False) -> None:
+        try:
+            self._info = read_info(instance)
+            self._shm = BrokerShm.attach(instance)
+        except SegmentMissing as err:
+            raise BrokerNotRunning(instance) from err
+        self.instance = instance
+        self.timeout_s = timeout_s
+        self._flags = FLAG_SYNC if sync_flush else 0
+        self._writers = self._shm.writers
+        self._queues = int(self._info["default_queues"])
+        self._policy = LOW_LATENCY_POLICY if self._info["low_latency"] else DEFAULT_POLICY
+        self._store_host = pack_host(self._info["store_host"], int(self._info["store_port"]))
+        #: Offset message ids are this prefix (store host and port) + the offset in hex.
+        self._msgid_prefix = encode_offset_msg_id(str(self._info["store_host"]),
+                                                  int(self._info["store_port"]), 0)[:-16]
+        self._max_body = int(self._info["max_body_bytes"])
+        self._born_host = pack_host("127.0.0.1", os.getpid() & 0xFFFF)
+        self._uniq = UniqKeyGenerator("127.0.0.1")
+        self._ids = itertools.count(1)
+        self._rr: dict[str, itertools.count[int]] = {}
+        self._topics: dict[str, tuple[bytes, int]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._pump: threading.Thread | None = None
+        self._closed = False
+        self._rings: list[Ring] = []
+        self._row, self._generation = self._register()
+        self._requests: list[RingProducer] = []
+        self._completions: list[RingConsumer] = []
+        for w in range(self._writers):
+            self._requests.append(self._rings[2 * w].producer(self._policy))
+            self._completions.append(self._rings[2 * w + 1].consumer(_ANSWER_POLICY))
+        self._doorbells = [Waker(open_semaphore(instance, doorbell_name(w)))
+                           for w in range(self._writers)]
+        self._bell_states = self._shm.doorbells.array
+
+    # --- registration -------------------------------------------------------------------------
+    def _register(self) -> tuple[int, int]:
+        ring_bytes = int(self._info["ring_bytes"])
+        with registry_lock(self.instance):
+            rows = self._shm.registry.array
+            free = [r for r in range(len(rows))
+                    if not rows[r]["pid"] or not is_process_alive(int(rows[r]["pid"]))]
+            if not free:
+                raise BrokerBusy(f"all {len(rows)} producer slots of instance "
+                                 f"{self.instance!r} are taken (ring.max_producers)")
+            row = free[0]
+            old_gen = int(rows[row]["generation"])
+            if rows[row]["pid"]:
+                self._shm.remove_rings_of(row, old_gen)
+            gen = old_gen + 1
+            try:
+                for w in range(self._writers):
+                    self._rings.append(Ring.create(self.instance, ring_name(row, gen, w, "req"),
+                                                   ring_bytes))
+                    self._rings.append(Ring.create(self.instance, ring_name(row, gen, w, "cmp"),
+                                                   _COMPLETION_RING_BYTES))
+            except BaseException:
+                self._unlink_rings(row, gen)
+                raise
+            rows[row]["generation"] = gen
+            rows[row]["attached_ns"] = time.time_ns()
+            rows[row]["pid"] = os.getpid()
+            self._shm.version.array[0] += 1
+        return row, gen
+
+    def _unlink_rings(self, row: int, gen: int) -> None:
+        for ring in self._rings:
+            ring.detach()
+        self._rings.clear()
+        self._shm.remove_rings_of(row, gen)
+
+    def close(self) -> None:
+        """Wait briefly for sends in flight, then leave: unlink our rings, free our row."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        while self._pending and time.monotonic() < deadline:
+            self._pump_once(_WAIT_SLICE_S)
+        self._closed = True
+        self._fail_all(ProducerClosed("producer closed before the broker answered"))
+        for end in [*self._requests, *self._completions]:
+            end.close()
+        with registry_lock(self.instance):
+            rows = self._shm.registry.array
+            if int(rows[self._row]["pid"]) == os.getpid():
+                rows[self._row]["pid"] = 0
+            self._shm.version.array[0] += 1
+            self._unlink_rings(self._row, self._generation)
+        self._shm.detach()
+
+    def __enter__(self) -> LocalProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- sending ------------------------------------------------------------------------------
+    def send(self, topic: str, body: bytes | Message, *, tags: str | None = None,
+             keys: str | Sequence[str] | None = None, properties: Mapping[str, str] | None = None,
+             queue_id: int | None = None, sharding_key: str | None = None,
+             timeout_s: float | None = None) -> SendResult:
+        """Send one message and wait until it is stored; return where.
+
+        Raises:
+            SendFailed: the broker refused it (nothing stored). BrokerBusy: back-pressure
+            outlasted the timeout (nothing sent). SendTimeout, WriterGone: unknown outcome.
+        """
+        msg = body if isinstance(body, Message) else Message(body, tags, keys, properties or {})
+        return self.send_batch(topic, [msg], queue_id=queue_id, sharding_key=sharding_key,
+                               timeout_s=timeout_s)[0]
+
+    def send_batch(self, topic: str, messages: Sequence[Message | bytes], *,
+                   queue_id: int | None = None, sharding_key: str | None = None,
+                   timeout_s: float | None = None) -> BatchSendResult:
+        """Send messages to ONE queue as one batch (stored contiguously, in order)."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        rid, pending = self._submit(topic, messages, queue_id, sharding_key, timeout, None)
+        return self._wait(rid, pending, time.monotonic() + timeout)
+
+    def send_async(self, topic: str, body: bytes | Message, *, tags: str | None = None,
+                   keys: str | Sequence[str] | None = None,
+                   properties: Mapping[str, str] | None = None, queue_id: int | None = None,
+                   sharding_key: str | None = None,
+                   callback: Callable[[Future[BatchSendResult]], None] | None = None,
+                   ) -> Future[BatchSendResult]:
+        """Send without waiting; the future's result is a one-message BatchSendResult."""
+        msg = body if isinstance(body, Message) else Message(body, tags, keys, properties or {})
+        return self.send_batch_async(topic, [msg], queue_id=queue_id,
+                                     sharding_key=sharding_key, callback=callback)
+
+    def send_batch_async(self, topic: str, messages: Sequence[Message | bytes], *,
+                         queue_id: int | None = None, sharding_key: str | None = None,
+                         callback: Callable[[Future[BatchSendResult]], None] | None = None,
+                         ) -> Future[BatchSendResult]:
+        _, pending = self._submit(topic, messages, queue_id, sharding_key, self.timeout_s,
+                                  callback)
+        self._ensure_pump()
+        return pending.future
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every send in flight has its answer (or `timeout_s` passes)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while self._pending and time.monotonic() < deadline:
+            self._pump_once(_WAIT_SLICE_S)
+        if self._pending:
+            raise SendTimeout(f"{len(self._pending)} sends still unanswered")
+
+    def _choose_queue(self, topic: str, queue_id: int | None, sharding_key: str | None) -> int:
+        if queue_id is not None:
+            if not 0 <= queue_id < self._queues:
+                raise SendFailed(f"queue {queue_id} of {topic!r} does not exist "
+                                 f"(0..{self._queues - 1})", "REJECTED")
+            return queue_id
+        if sharding_key is not None:
+            return (java_string_hash(sharding_key) & 0x7FFFFFFF) % self._queues
+        rr = self._rr.get(topic)
+        if rr is None:
+            rr = self._rr[topic] = itertools.count()
+        return next(rr) % self._queues
+
+    def _topic(self, topic: str) -> tuple[bytes, int]:
+        known = self._topics.get(topic)
+        if known is None:
+            raw = topic.encode()
+            if not raw or len(raw) > 127 or any(c in topic for c in "\x00\x01\x02 "):
+                raise SendFailed(f"illegal topic name {topic!r}", "REJECTED")
+            known = self._topics[topic] = (raw, java_string_hash(topic))
+        return known
+
+    def _submit(self, topic: str, messages: Sequence[Message | bytes], queue_id: int | None,
+                sharding_key: str | None, timeout: float,
+                callback: Callable[[Future[BatchSendResult]], None] | None,
+                ) -> tuple[int, _Pending]:
+        if self._closed:
+            raise ProducerClosed("producer is closed")
+        if not messages:
+            raise SendFailed("a batch needs at least one message", "REJECTED")
+        raw_topic, thash = self._topic(topic)
+        qid = self._choose_queue(topic, queue_id, sharding_key)
+        writer = queue_owner(thash, qid, self._writers)
+        bodies, props, tags, uniq = self._prepare(messages)
+        batch = encode_batch(raw_topic, qid, bodies, props,
+                             born_timestamp_ms=int(time.time() * 1000), born_host=self._born_host,
+                             store_host=self._store_host)
+        rid = next(self._ids)
+        pieces = encode_append(rid, raw_topic, qid, batch.sizes, tags, batch.data,
+                               flags=self._flags)
+        pending = _Pending(Future(), writer, topic, qid, batch.sizes, uniq, callback)
+        with self._lock:
+            self._pending[rid] = pending
+        try:
+            self._write(writer, pieces, timeout)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise
+        return rid, pending
+
+    def _prepare(self, messages: Sequence[Message | bytes],
+                 ) -> tuple[list[bytes], list[bytes], np.ndarray, list[str]]:
+        """Bodies, encoded properties (with a fresh UNIQ_KEY each), tag codes and the keys."""
+        limit = self._max_body
+        uniq = self._uniq.new_keys(len(messages))
+        tags = np.zeros(len(messages), dtype=np.int64)
+        bodies: list[bytes] = []
+        props: list[bytes] = []
+        for i, (m, key) in enumerate(zip(messages, uniq)):
+            if isinstance(m, Message):
+                body, extra = m.body, _message_properties(m)
+                if m.tags:
+                    tags[i] = tag_hash(m.tags)
+            else:
+                body, extra = m, b""
+            if not 0 < len(body) <= limit:
+                raise SendFailed(f"message body of {len(body)} bytes: must be 1..{limit}",
+                                 "REJECTED")
+            bodies.append(body)
+            props.append(extra + b"UNIQ_KEY\x01" + key.encode() + b"\x02")
+        return bodies, props, tags, uniq
+
+    def _write(self, writer: int, pieces: list[bytes], timeout: float) -> None:
+        size = sum(len(p) for p in pieces)
+        ring = self._requests[writer]
+        deadline = time.monotonic() + timeout
+        with self._send_lock:
+            while True:
+                view = ring.try_reserve(size, KIND_APPEND)
+                if view is not None:
+                    break
+                if not ring.wait_writable(size, max(0.0, deadline - time.monotonic())):
+                    raise BrokerBusy(f"writer-{writer}'s ring stayed full for {timeout:.1f} s; "
+                                     "nothing was sent")
+            pos = 0
+            for piece in pieces:
+                view[pos : pos + len(piece)] = piece
+                pos += len(piece)
+            ring.commit()
+        state = int(self._bell_states[writer])
+        if state > 0:
+            self._doorbells[writer].wake(state)
+
+    # --- completions --------------------------------------------------------------------------
+    def _wait(self, rid: int, pending: _Pending, deadline: float) -> BatchSendResult:
+        while not pending.future.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with self._lock:
+                    self._pending.pop(rid, None)
+                raise SendTimeout(f"no answer from writer-{pending.writer} within the timeout; "
+                                  "the message may or may not be stored")
+            self._pump_once(min(left, _WAIT_SLICE_S), only=pending.writer)
+        return pending.future.result()
+
+    def _ensure_pump(self) -> None:
+        with self._lock:
+            if self._pump is None or not self._pump.is_alive():
+                self._pump = threading.Thread(target=self._pump_loop, daemon=True,
+                                              name="shmq-local-completions")
+                self._pump.start()
+
+    def _pump_loop(self) -> None:
+        while self._pending and not self._closed:
+            self._pump_once(_WAIT_SLICE_S)
+
+    def _pump_once(self, wait_s: float, only: int | None = None) -> None:
+        """Read completions (waiting up to `wait_s` for one); check writers still live."""
+        with self._lock:
+            writers = [only] if only is not None else sorted({p.writer for p in self._pending.values()})
+            got = 0
+            for w in writers:
+                got += self._drain(w)
+            if got or not writers:
+                return
+            first = writers[0]
+            try:
+                self._completions[first].wait_readable(wait_s / max(1, len(writers)))
+            except (PeerGone, RingClosed):
+                pass
+            for w in writers:
+                if self._drain(w) == 0:
+                    self._check_writer(w)
+
+    def _drain(self, writer: int) -> int:
+        try:
+            records = self._completions[writer].read_batch(256)
+        except (PeerGone, RingClosed):
+            return 0
+        for _kind, payload in records:
+            self._complete(decode_completion(payload))
+        return len(records)
+
+    def _complete(self, c: Completion) -> None:
+        pending = self._pending.pop(c.request_id, None)
+        if pending is None:
+            return  # already failed (timeout, writer gone): a late answer
+        if c.status is not Status.OK:
+            pending.future.set_exception(SendFailed(
+                f"writer-{pending.writer} refused the send ({c.status.name}): {c.message}",
+                c.status.name))
+        else:
+            pending.future.set_result(self._results(pending, c))
+        if pending.callback is not None:
+            pending.callback(pending.future)
+
+    def _results(self, p: _Pending, c: Completion) -> BatchSendResult:
+        offsets = np.concatenate(([0], np.cumsum(p.sizes[:-1]))) + c.first_offset
+        return BatchSendResult(p.topic, p.queue_id, c.queue_offset, p.uniq_keys, offsets,
+                               self._msgid_prefix)
+
+    def _check_writer(self, writer: int) -> None:
+        pid = int(self._shm.stats.array[writer]["pid"])
+        if pid and is_process_alive(pid):
+            return
+        gone = WriterGone(f"writer-{writer} (pid {pid}) died with sends in flight; they may "
+                          "or may not have been stored")
+        for rid, p in list(self._pending.items()):
+            if p.writer == writer:
+                del self._pending[rid]
+                p.future.set_exception(gone)
+                if p.callback is not None:
+                    p.callback(p.future)
+
+    def _fail_all(self, err: Exception) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(err)
+
+
+def _message_properties(m: Message) -> bytes:
+    """The properties string of `m` without its UNIQ_KEY (appended by the caller)."""
+    if not m.tags and not m.keys and not m.properties:
+        return b""
+    p: dict[str, str] = dict(m.properties)
+    if m.tags:
+        p["TAGS"] = m.tags
+    if m.keys:
+        p["KEYS"] = m.keys if isinstance(m.keys, str) else " ".join(m.keys)
+    return encode_properties(p)

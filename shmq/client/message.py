@@ -1,0 +1,70 @@
+"""Messages as a client builds them and as it receives them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["BatchSendResult", "Message", "SendResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message to send. `keys` are business keys (indexed for lookups)."""
+
+    body: bytes
+    tags: str | None = None
+    keys: str | Sequence[str] | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    flag: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Where a sent message was stored. `msg_id` is the client-generated UNIQ_KEY (what
+    RocketMQ clients call msgId); `offset_msg_id` is the broker's (host + commit-log offset)."""
+
+    status: str
+    msg_id: str
+    offset_msg_id: str
+    topic: str
+    queue_id: int
+    queue_offset: int
+
+
+class BatchSendResult:
+    """Where a batch was stored: contiguous queue offsets from `queue_offset`. Per-message
+    results (`results`, `msg_ids`) are built only when asked for."""
+
+    __slots__ = ("status", "topic", "queue_id", "queue_offset", "msg_ids", "_offsets",
+                 "_prefix", "_results")
+
+    def __init__(self, topic: str, queue_id: int, queue_offset: int, msg_ids: list[str],
+                 offsets: Sequence[int], offset_id_prefix: str) -> None:
+        self.status = "SEND_OK"
+        self.topic, self.queue_id, self.queue_offset = topic, queue_id, queue_offset
+        self.msg_ids = msg_ids
+        self._offsets, self._prefix = offsets, offset_id_prefix
+        self._results: list[SendResult] | None = None
+
+    def __len__(self) -> int:
+        return len(self.msg_ids)
+
+    def __getitem__(self, i: int) -> SendResult:
+        return self.results[i]
+
+    @property
+    def offset_msg_ids(self) -> list[str]:
+        return [f"{self._prefix}{int(off):016X}" for off in self._offsets]
+
+    @property
+    def results(self) -> list[SendResult]:
+        if self._results is None:
+            self._results = [
+                SendResult(self.status, key, oid, self.topic, self.queue_id, self.queue_offset + i)
+                for i, (key, oid) in enumerate(zip(self.msg_ids, self.offset_msg_ids))]
+        return self._results
+
+    def __repr__(self) -> str:
+        return (f"BatchSendResult({self.status}, {self.topic}/{self.queue_id}, "
+                f"queue offsets {self.queue_offset}..{self.queue_offset + len(self) - 1})")

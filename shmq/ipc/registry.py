@@ -1,0 +1,163 @@
+"""Shared memory of the write path: the producer registry, the writers' doorbells and the
+writers' counters (bytes and pids; what travels in the rings is protocol/local.py's business).
+
+Theory of operation. A same-host producer (LocalProducer, or the acceptor) *attaches*: under an
+exclusive flock of the registry's lock file it takes a free row of the registry (one whose pid
+is 0 or dead), bumps the row's generation, creates one request ring and one completion ring per
+writer named ``p<row>.g<generation>.w<writer>.req|cmp``, fills in its pid and bumps the
+registry's version. Writers look at the version often (one shared load) and attach the rings
+of rows they have not seen. A producer detaches by closing and unlinking its rings and zeroing
+its row; a dead producer's rings are unlinked by the next producer that takes the row or by the
+housekeeper.
+
+A writer polls all its request rings; when they are all empty it parks on its doorbell (a
+semaphore plus a state word in `doorbells`, see ipc.wakeup). A producer that publishes into a
+ring of writer w loads w's state word and posts only if w is parked, so the fast path has no
+syscall.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from shmq.ipc.errors import InvalidLayout
+from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, Segment, unlink_segment, unlink_semaphore
+from shmq.ipc.table import SharedTable
+from shmq.ipc.wakeup import create_semaphore, is_process_alive
+
+__all__ = [
+    "PRODUCER_ROW", "WRITER_STATS", "BrokerShm", "create_broker_shm", "doorbell_name",
+    "publish_info", "read_info", "registry_lock", "ring_name",
+]
+
+#: One row per producer slot.
+PRODUCER_ROW: Final = np.dtype([("pid", "<i8"), ("generation", "<i8"), ("attached_ns", "<i8")])
+#: One row per writer: counters for `shmq status`.
+WRITER_STATS: Final = np.dtype([
+    ("pid", "<i8"), ("appends", "<i8"), ("bytes", "<i8"), ("batches", "<i8"),
+    ("rejects", "<i8"), ("errors", "<i8"), ("last_append_ns", "<i8"), ("producers", "<i8"),
+])
+REGISTRY: Final = "producers"
+REGISTRY_VERSION: Final = "producers.version"
+DOORBELLS: Final = "doorbells"
+STATS: Final = "writer-stats"
+
+
+def ring_name(row: int, generation: int, writer: int, direction: str) -> str:
+    """Name of a producer's ring to or from `writer` (`direction` is "req" or "cmp")."""
+    return f"p{row}.g{generation}.w{writer}.{direction}"
+
+
+def doorbell_name(writer: int) -> str:
+    return f"doorbell.w{writer}"
+
+
+def lock_path(instance: str) -> Path:
+    return Path(SHM_DIR) / f"{SEGMENT_PREFIX}.{instance}.producers.lock"
+
+
+@contextmanager
+def registry_lock(instance: str) -> Iterator[None]:
+    """Hold the producer registry's exclusive lock (released by the kernel if we die)."""
+    fd = os.open(lock_path(instance), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class BrokerShm:
+    """The broker's shared tables, created by the supervisor, attached by everyone else."""
+
+    instance: str
+    writers: int
+    registry: SharedTable
+    version: SharedTable
+    doorbells: SharedTable
+    stats: SharedTable
+
+    @classmethod
+    def attach(cls, instance: str) -> BrokerShm:
+        """Raises SegmentMissing when no broker of `instance` runs on this host."""
+        doorbells = SharedTable.attach(instance, DOORBELLS)
+        return cls(instance, len(doorbells.array), SharedTable.attach(instance, REGISTRY),
+                   SharedTable.attach(instance, REGISTRY_VERSION), doorbells,
+                   SharedTable.attach(instance, STATS))
+
+    def detach(self) -> None:
+        for table in (self.registry, self.version, self.doorbells, self.stats):
+            table.detach()
+
+    def remove_rings_of(self, row: int, generation: int) -> None:
+        """Unlink every ring (and its semaphores) of a producer generation; missing is fine."""
+        for w in range(self.writers):
+            for direction in ("req", "cmp"):
+                name = ring_name(row, generation, w, direction)
+                unlink_segment(self.instance, name, missing_ok=True)
+                for sem in ("data", "space"):
+                    unlink_semaphore(self.instance, f"{name}.{sem}", missing_ok=True)
+
+    def reap_dead_producers(self) -> int:
+        """Free the rows (and unlink the rings) of producers whose process died."""
+        reaped = 0
+        with registry_lock(self.instance):
+            rows = self.registry.array
+            for row in range(len(rows)):
+                pid = int(rows[row]["pid"])
+                if pid and not is_process_alive(pid):
+                    self.remove_rings_of(row, int(rows[row]["generation"]))
+                    rows[row]["pid"] = 0
+                    reaped += 1
+            if reaped:
+                self.version.array[0] += 1
+        return reaped
+
+
+def create_broker_shm(instance: str, writers: int, max_producers: int) -> BrokerShm:
+    """Create the broker's tables and doorbell semaphores (the supervisor, before forking)."""
+    registry = SharedTable.create(instance, REGISTRY, max_producers, PRODUCER_ROW)
+    version = SharedTable.create(instance, REGISTRY_VERSION, 1, np.int64)
+    doorbells = SharedTable.create(instance, DOORBELLS, writers, np.int64)
+    stats = SharedTable.create(instance, STATS, writers, WRITER_STATS)
+    for w in range(writers):
+        create_semaphore(instance, doorbell_name(w)).close()
+    lock_path(instance).touch(mode=0o600)
+    return BrokerShm(instance, writers, registry, version, doorbells, stats)
+
+
+INFO: Final = "broker.info"
+_INFO_BYTES: Final = 4096
+
+
+def publish_info(instance: str, info: dict[str, object]) -> Segment:
+    """Create the broker's info document (JSON, length-prefixed) for same-host clients."""
+    data = json.dumps(info, sort_keys=True).encode()
+    if len(data) + 8 > _INFO_BYTES:
+        raise InvalidLayout("info", len(data), f"document over {_INFO_BYTES - 8} bytes")
+    seg = Segment.create(instance, INFO, _INFO_BYTES)
+    seg.buf[8 : 8 + len(data)] = data
+    seg.buf[:8] = len(data).to_bytes(8, "little")  # last: the document is complete
+    return seg
+
+
+def read_info(instance: str) -> dict[str, Any]:
+    """The info document of the broker `instance` on this host.
+
+    Raises:
+        SegmentMissing: no broker of that instance runs here.
+    """
+    with Segment.attach(instance, INFO, populate=False) as seg:
+        n = int.from_bytes(seg.buf[:8], "little")
+        doc: dict[str, Any] = json.loads(bytes(seg.buf[8 : 8 + n]))
+    return doc
