@@ -135,6 +135,8 @@ def start(config_file: Path | None, print_config: bool,
     except OSError as err:
         click.echo(f"shmq start: {err}", err=True)
         sys.exit(1)
+    if code != 0 and config.log.file is not None:
+        click.echo(f"shmq start: stopped with exit code {code}; see {config.log.file}", err=True)
     sys.exit(code)
 
 

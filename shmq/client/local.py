@@ -78,6 +78,9 @@ class _Pending:
     queue_id: int
     sizes: np.ndarray
     uniq_keys: list[str]
+    #: The writer's pid when the request was written; 0 when no writer was alive (then the
+    #: restarted writer takes it from the ring, and only the timeout can fail it).
+    writer_pid: int
     callback: Callable[[Future[BatchSendResult]], None] | None = None
 
 
@@ -284,7 +287,9 @@ class LocalProducer:
         rid = next(self._ids)
         pieces = encode_append(rid, raw_topic, qid, batch.sizes, tags, batch.data,
                                flags=self._flags)
-        pending = _Pending(Future(), writer, topic, qid, batch.sizes, uniq, callback)
+        pid = int(self._shm.stats.array[writer]["pid"])
+        pending = _Pending(Future(), writer, topic, qid, batch.sizes, uniq,
+                           pid if pid and is_process_alive(pid) else 0, callback)
         with self._lock:
             self._pending[rid] = pending
         try:
@@ -413,7 +418,7 @@ class LocalProducer:
         gone = WriterGone(f"writer-{writer} (pid {pid}) died with sends in flight; they may "
                           "or may not have been stored")
         for rid, p in list(self._pending.items()):
-            if p.writer == writer:
+            if p.writer == writer and p.writer_pid == pid:
                 del self._pending[rid]
                 p.future.set_exception(gone)
                 if p.callback is not None:

@@ -11,11 +11,14 @@ datagram of newline-separated `KEY=VALUE` lines:
     STATUS=recovering segment 7/40         free text shown by `systemctl status`
     WATCHDOG=1                             keep-alive; missing it for WatchdogSec kills us
     STOPPING=1 / RELOADING=1               we began to shut down / to reload
+    EXTEND_TIMEOUT_USEC=300000000          starting (recovery) takes longer than TimeoutStartSec
     MAINPID=1234                           the main process is another pid
 
 With `WatchdogSec=` set, systemd also passes `WATCHDOG_USEC` (the timeout) and `WATCHDOG_PID`
 (the process it expects pings from). The watchdog is ours only when `WATCHDOG_PID` is unset or
-names this process; the supervisor then pings at half of `watchdog_interval_s()`.
+names this process; the supervisor then pings at half of `watchdog_interval_s()`. systemd arms
+the watchdog only after READY=1, so crash recovery is bounded by TimeoutStartSec alone (and may
+be prolonged with `extend_timeout()`).
 
 `Notifier` owns one unconnected datagram socket and is used by the supervisor only: the unit
 says `NotifyAccess=main`, so systemd drops datagrams from any other pid. A `Notifier` inherited
@@ -215,6 +218,14 @@ class Notifier:
         """
         now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         return self._send({"RELOADING": "1", "MONOTONIC_USEC": str(now_usec)}, status)
+
+    def extend_timeout(self, timeout_s: float) -> bool:
+        """Ask for `timeout_s` more seconds to finish starting or stopping (EXTEND_TIMEOUT_USEC).
+
+        For a crash recovery that outlasts TimeoutStartSec: send it again before each extension
+        runs out, as long as recovery makes progress.
+        """
+        return self._send({"EXTEND_TIMEOUT_USEC": str(max(0, round(timeout_s * 1_000_000)))}, None)
 
     def watchdog(self) -> bool:
         """Ping the watchdog (WATCHDOG=1); a no-op when the watchdog is not ours."""

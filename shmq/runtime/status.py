@@ -126,7 +126,7 @@ def _read_shared(instance: str) -> tuple[list[ProcessRecord], dict[str, Any]]:
 
 
 def _processes(records: Sequence[ProcessRecord], cpu_interval_s: float) -> list[dict[str, Any]]:
-    running = {r.pid: _process(r) for r in records if r.state not in _STOPPED_STATES}
+    running = {r.row: _process(r) for r in records if r.state not in _STOPPED_STATES}
     for proc in running.values():
         _cpu_percent(proc)  # the first call starts the measurement
     if any(running.values()):
@@ -134,7 +134,7 @@ def _processes(records: Sequence[ProcessRecord], cpu_interval_s: float) -> list[
     now_ns = time.monotonic_ns()
     out = []
     for r in records:
-        proc = running.get(r.pid)
+        proc = running.get(r.row)
         out.append({
             "pid": r.pid, "role": r.role, "state": r.state.label,
             "uptime_s": round(r.uptime_s(now_ns), 3) if proc else 0.0,

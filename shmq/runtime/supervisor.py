@@ -183,9 +183,11 @@ class ChildContext:
 
     def set_ready(self) -> None:
         self._table.beat(self._row)
-        self._table.set_state(self._row, ProcState.READY)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._supervisor_pid, signal.SIGUSR1)
+        if not self._signals:  # already draining: keep showing that
+            self._table.set_state(self._row, ProcState.READY)
+        if os.getppid() == self._supervisor_pid:  # never signal a process that reused its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._supervisor_pid, signal.SIGUSR1)
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep until a stop signal arrives or `timeout_s` passes (no CPU meanwhile); return
@@ -206,6 +208,7 @@ class ChildContext:
             signal.signal(sig, self._on_signal)
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self._table.set_pid(self._row, os.getpid())
         _die_with_parent()
         if os.getppid() != self._supervisor_pid:  # it died before prctl took effect
             self._signals += 1
@@ -240,7 +243,6 @@ def _child_process(ctx: ChildContext, spec: RoleSpec, inherited_fds: Sequence[in
 
 def _call_role(spec: RoleSpec, ctx: ChildContext) -> int:
     log.info("%s (pid %d) starting", spec.name, os.getpid())
-    ctx._table.set_pid(ctx._row, os.getpid())
     try:
         spec.main(ctx)
     except SystemExit as exc:
@@ -312,7 +314,9 @@ class _ServiceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Raises:
+        """Take the lock (without waiting) and write this process's pid into the file.
+
+        Raises:
             AlreadyRunning: another process holds the lock; nothing was changed.
             OSError: the data dir or the file cannot be created.
         """
@@ -638,9 +642,9 @@ class Supervisor:
             return
         self._ready_sent = True
         self._set_phase(ProcState.READY)
-        text = (f"ready: {len(self._children)} processes, instance {self._config.instance}, "
+        text = (f"ready: instance {self._config.instance}, {len(self._children)} processes, "
                 f"data dir {self._config.data_dir}")
-        log.info("instance %r %s", self._config.instance, text)
+        log.info("%s", text)
         self._notifier.ready(text)
 
     def _tick(self, now: float) -> None:
@@ -883,13 +887,12 @@ def default_roles(config: Config) -> list[RoleSpec]:
     Raises:
         ConfigError: SHMQTEST_ROLES names a module or function that does not exist.
     """
-    broker = _optional_module("shmq.broker.roles")
-    namesrv = _optional_module("shmq.namesrv.roles")
+    broker, namesrv = "shmq.broker.roles", "shmq.namesrv.roles"
     roles: list[RoleSpec] = []
     if config.namesrv.enabled:
         roles.append(RoleSpec("namesrv", 0, _main_of(namesrv, "namesrv_main")))
-    roles += [RoleSpec(f"writer-{i}", i, _main_of(broker, "writer_main"))
-              for i in range(config.writers)]
+    writer_main = _main_of(broker, "writer_main")
+    roles += [RoleSpec(f"writer-{i}", i, writer_main) for i in range(config.writers)]
     roles.append(RoleSpec("housekeeper", 0, _main_of(broker, "housekeeper_main")))
     roles.append(RoleSpec("acceptor", 0, _main_of(broker, "acceptor_main")))
     return _apply_test_overrides(roles, os.environ.get(TEST_ROLES_ENV, ""))
@@ -904,11 +907,11 @@ def _optional_module(name: str) -> ModuleType | None:
         return None
 
 
-def _main_of(module: ModuleType | None, attribute: str) -> Callable[[RoleContext], None]:
-    main = getattr(module, attribute, None)
+def _main_of(module_name: str, attribute: str) -> Callable[[RoleContext], None]:
+    main = getattr(_optional_module(module_name), attribute, None)
     if main is None:
-        log.info("%s is not available; using the placeholder role",
-                 f"{module.__name__}.{attribute}" if module else attribute)
+        log.info("%s.%s is not available yet; using the placeholder role", module_name,
+                 attribute)
         return placeholder_main
     return main  # type: ignore[no-any-return]
 

@@ -1,0 +1,129 @@
+"""End to end through `shmq start`: local producers publish through shared memory, local
+consumers read the store's mappings."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from shmq.client.errors import BrokerNotRunning, SendFailed, WriterGone
+from shmq.client.local import LocalProducer
+from shmq.client.local_consumer import LocalConsumer
+from shmq.client.message import Message
+from shmq.store.verify import verify_store
+from shmq.testing.broker import running_broker, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _read_all(instance: str, topic: str, queues: int = 4, tags: str | None = None) -> list:
+    out = []
+    with LocalConsumer(instance) as c:
+        for q in range(queues):
+            offset = 0
+            while True:
+                res = c.pull(topic, q, offset, max_messages=64, tags=tags)
+                out += [(m.queue_id, m.queue_offset, bytes(m.body), m.tags, m.keys,
+                         m.properties.get("color"), m.msg_id) for m in res.messages]
+                if res.next_offset >= res.max_offset:
+                    break
+                offset = res.next_offset
+    return out
+
+
+def test_local_produce_then_consume_with_tags(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as broker:
+        with LocalProducer(broker.instance) as p:
+            sent = []
+            for i in range(40):
+                tag = "A" if i % 3 == 0 else "B"
+                r = p.send("Orders", Message(f"m{i}".encode(), tags=tag, keys=[f"k{i}", "x"],
+                                             properties={"color": "red"}))
+                assert r.status == "SEND_OK" and len(r.offset_msg_id) == 32
+                sent.append((r.queue_id, r.queue_offset, f"m{i}".encode(), tag, r.msg_id))
+            batch = p.send_batch("Orders", [b"b0", b"b1", b"b2"], queue_id=2)
+            assert [s.queue_offset for s in batch.results] == list(
+                range(batch.queue_offset, batch.queue_offset + 3))
+            futures = [p.send_async("Orders", f"a{i}".encode(), tags="A") for i in range(20)]
+            async_results = [f.result(10)[0] for f in futures]
+        everything = _read_all(broker.instance, "Orders")
+        assert len(everything) == 40 + 3 + 20
+        only_a = _read_all(broker.instance, "Orders", tags="A")
+        expected_a = {s[2] for s in sent if s[3] == "A"} | {f"a{i}".encode() for i in range(20)}
+        assert {m[2] for m in only_a} == expected_a
+        first = next(m for m in everything if m[2] == b"m0")
+        assert first[3:7] == ("A", ["k0", "x"], "red", sent[0][4])
+        assert {(r.queue_id, r.queue_offset) for r in async_results} <= {
+            (m[0], m[1]) for m in everything}
+    assert verify_store(broker.data_dir / "store").consistent
+
+
+def _producer_proc(instance: str, n: int, who: int) -> None:
+    with LocalProducer(instance) as p:
+        for i in range(n):
+            p.send("Multi", f"{who}:{i}".encode(), sharding_key=f"key{who}")
+    os._exit(0)
+
+
+def test_several_producer_processes_keep_per_key_order(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as broker:
+        ctx = mp.get_context("fork")
+        procs = [ctx.Process(target=_producer_proc, args=(broker.instance, 300, w))
+                 for w in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        got = _read_all(broker.instance, "Multi")
+        assert len(got) == 900
+        for who in range(3):
+            mine = [m for m in got if m[2].startswith(f"{who}:".encode())]
+            assert len({m[0] for m in mine}) == 1  # one sharding key -> one queue
+            assert [m[2] for m in sorted(mine, key=lambda m: m[1])] == [
+                f"{who}:{i}".encode() for i in range(300)]
+
+
+def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as broker:
+        with LocalProducer(broker.instance) as p:
+            with pytest.raises(SendFailed, match="body of 0 bytes"):
+                p.send("T", b"")
+            with pytest.raises(SendFailed, match="body of"):
+                p.send("T", b"x" * ((1 << 20) + 1))
+            with pytest.raises(SendFailed, match="illegal topic"):
+                p.send("bad topic", b"x")
+            with pytest.raises(SendFailed, match="queue 9"):
+                p.send("T", b"x", queue_id=9)
+            assert p.send("T", b"still fine").status == "SEND_OK"
+    with pytest.raises(BrokerNotRunning, match="shmq start"):
+        LocalProducer(broker.instance)
+
+
+def test_writer_killed_mid_send_fails_in_flight_and_recovers(tmp_path: Path) -> None:
+    with running_broker(tmp_path, writers=1) as broker:
+        with LocalProducer(broker.instance) as p:
+            acked = [p.send("K", f"before{i}".encode()) for i in range(50)]
+            pid = broker.pid_of("writer-0")
+            os.kill(pid, signal.SIGSTOP)  # freeze it with sends in flight, then kill it
+            futures = [p.send_async("K", f"inflight{i}".encode()) for i in range(10)]
+            os.kill(pid, signal.SIGKILL)
+            outcomes = []
+            for f in futures:
+                try:
+                    f.result(15)
+                    outcomes.append("ok")
+                except WriterGone:
+                    outcomes.append("gone")
+            assert "gone" in outcomes or outcomes == ["ok"] * 10
+            wait_until(lambda: broker.pid_of("writer-0") not in (0, pid), 20, "writer restart")
+            after = p.send("K", b"after")
+            assert after.status == "SEND_OK"
+        bodies = {m[2] for m in _read_all(broker.instance, "K")}
+        assert {f"before{i}".encode() for i in range(50)} <= bodies and b"after" in bodies
+        assert len(acked) == 50
+    assert verify_store(broker.data_dir / "store").consistent
