@@ -71,6 +71,27 @@ def _csv_ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+@bench.command("local")
+@click.option("--size", "sizes", default="128,1024", help="Body size(s), comma-separated.")
+@click.option("--producers", default="1,2", help="Producer process count(s).")
+@click.option("--mode", "modes", default="sync,batch", help="sync, batch or both.")
+@click.option("--messages", type=int, default=None, help="Messages per run (default by mode).")
+@click.option("--batch", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--writers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--low-latency", is_flag=True, help="Writers and producers keep spinning.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def bench_local(sizes: str, producers: str, modes: str, messages: int | None, batch: int,
+                runs: int, writers: int, low_latency: bool, as_json: bool) -> None:
+    """Same-host produce through shared memory (a real `shmq start`), against a bare ring."""
+    from shmq.bench.local import run_matrix
+
+    run_matrix(sizes=_csv_ints(sizes), producers=_csv_ints(producers),
+               modes=[m.strip() for m in modes.split(",") if m.strip()], runs=runs,
+               messages=messages, batch=batch, low_latency=low_latency, writers=writers,
+               as_json=as_json)
+
+
 @bench.command("store")
 @click.option("--size", "sizes", default="128,4096", help="Body size(s) in bytes, comma-separated.")
 @click.option("--messages", type=int, default=None, help="Messages per run (default by size).")
