@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +76,7 @@ def test_ready_with_status_is_one_datagram(systemd: Systemd) -> None:
 def test_each_call_sends_its_exact_datagram(systemd: Systemd) -> None:
     with Notifier(systemd.env(WATCHDOG_USEC="30000000")) as notifier:
         assert notifier.is_enabled and notifier.address == systemd.address
-        calls = [
+        calls: list[tuple[Callable[..., bool], tuple[object, ...], bytes]] = [
             (notifier.ready, (), b"READY=1"),
             (notifier.status, ("recovering segment 7/40",), b"STATUS=recovering segment 7/40"),
             (notifier.watchdog, (), b"WATCHDOG=1"),
