@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
-    "ShmqError",
-    "ProtocolError",
-    "StoreError",
-    "IpcError",
-    "RequestRejected",
     "ClientError",
     "ConfigError",
+    "IpcError",
+    "ProtocolError",
+    "RequestRejected",
+    "ShmqError",
+    "StoreError",
 ]
 
 

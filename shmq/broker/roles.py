@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from shmq.errors import ShmqError
 from shmq.ipc.registry import BrokerShm, create_broker_shm, publish_info
 from shmq.ipc.wakeup import DEFAULT_POLICY, LOW_LATENCY_POLICY, WaitPolicy
 from shmq.store.config import StoreConfig
@@ -24,7 +25,10 @@ from shmq.store.prefault import Prefaulter
 from shmq.store.retention import apply_retention
 from shmq.store.store import MessageStore, config_for
 
-__all__ = ["setup", "writer_main", "housekeeper_main", "on_writer_death", "wait_policy"]
+__all__ = [
+    "housekeeper_main", "on_writer_death", "setup", "status_sections", "wait_policy",
+    "writer_main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def setup(config: _Config) -> Callable[[], None]:
     def teardown() -> None:
         shm.reap_dead_producers()
         shm.detach()
-        info.close()
+        info.detach()
 
     return teardown
 
@@ -161,3 +165,44 @@ def on_writer_death(config: _Config, index: int) -> None:
     settled = settle_claim(store_root(config), _store_config(config), index)
     if settled is not None:
         log.warning("writer-%d died with a claim in flight: %s", index, settled)
+
+
+def status_sections() -> list[Callable[[str, Any], dict[str, Any]]]:
+    """Extra sections of `shmq status`: per-writer counters and rates, ring depths."""
+    return [write_path_status]
+
+
+def write_path_status(instance: str, _info: Any, sample_s: float = 0.2) -> dict[str, Any]:
+    """Writers (appends, bytes, appends/s over `sample_s`) and each producer ring's depth."""
+    from shmq.ipc.registry import ring_name
+    from shmq.ipc.ring import Ring
+
+    shm = BrokerShm.attach(instance)
+    try:
+        before = shm.stats.array.copy()
+        time.sleep(sample_s)
+        after = shm.stats.array.copy()
+        writers = [{
+            "writer": i, "pid": int(after[i]["pid"]), "appends": int(after[i]["appends"]),
+            "bytes": int(after[i]["bytes"]), "batches": int(after[i]["batches"]),
+            "rejects": int(after[i]["rejects"]), "errors": int(after[i]["errors"]),
+            "producers": int(after[i]["producers"]),
+            "appends_per_s": round(int(after[i]["appends"] - before[i]["appends"]) / sample_s),
+        } for i in range(shm.writers)]
+        rings = []
+        rows = shm.registry.array
+        for row in range(len(rows)):
+            pid, gen = int(rows[row]["pid"]), int(rows[row]["generation"])
+            if not pid:
+                continue
+            for w in range(shm.writers):
+                try:
+                    with Ring.attach(instance, ring_name(row, gen, w, "req")) as ring:
+                        stats = ring.statistics()
+                except ShmqError:
+                    continue
+                rings.append({"producer_pid": pid, "writer": w, "depth_bytes": stats.used_bytes,
+                              "capacity_bytes": stats.capacity_bytes})
+        return {"writers": writers, "rings": rings}
+    finally:
+        shm.detach()

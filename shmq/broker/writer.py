@@ -106,7 +106,7 @@ class Writer:
         self._refreshed = 0.0
         self._owner_cache: dict[tuple[str, int], bool] = {}
         sem = open_semaphore(instance, doorbell_name(index))
-        states = memoryview(self.shm.doorbells.array).cast("B").cast("q")
+        states = memoryview(self.shm.doorbells.array).cast("B").cast("q")  # type: ignore[arg-type]
         self._sleeper = Sleeper(sem, states, index, policy)
         self._stats = self.shm.stats.array[index]
         self._stats["pid"] = os.getpid()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from shmq.errors import ClientError
 
-__all__ = ["BrokerNotRunning", "BrokerBusy", "SendFailed", "SendTimeout", "WriterGone",
-           "ProducerClosed"]
+__all__ = [
+    "BrokerBusy",
+    "BrokerNotRunning",
+    "ProducerClosed",
+    "SendFailed",
+    "SendTimeout",
+    "WriterGone",
+]
 
 
 class BrokerNotRunning(ClientError):

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -180,8 +181,10 @@ class LocalProducer:
             self._pump_once(_WAIT_SLICE_S)
         self._closed = True
         self._fail_all(ProducerClosed("producer closed before the broker answered"))
-        for end in [*self._requests, *self._completions]:
-            end.close()
+        for req in self._requests:
+            req.close()
+        for cmp in self._completions:
+            cmp.close()
         with registry_lock(self.instance):
             rows = self._shm.registry.array
             if int(rows[self._row]["pid"]) == os.getpid():
@@ -190,7 +193,7 @@ class LocalProducer:
             self._unlink_rings(self._row, self._generation)
         self._shm.detach()
 
-    def __enter__(self) -> LocalProducer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -322,7 +325,7 @@ class LocalProducer:
             props.append(extra + b"UNIQ_KEY\x01" + key.encode() + b"\x02")
         return bodies, props, tags, uniq
 
-    def _write(self, writer: int, pieces: list[bytes], timeout: float) -> None:
+    def _write(self, writer: int, pieces: list[bytes | memoryview], timeout: float) -> None:
         size = sum(len(p) for p in pieces)
         ring = self._requests[writer]
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from shmq.message.msgid import encode_offset_msg_id
 from shmq.message.properties import decode_properties
 from shmq.message.taghash import tag_hash
 from shmq.store.consumequeue import ConsumeQueue
+from shmq.store.errors import StoreCorrupt
 from shmq.store.scan import RecordMeta, check_record
 from shmq.store.segments import SegmentSet
 
@@ -101,7 +103,7 @@ class LocalConsumer:
         self._queues.clear()
         self._segments.close()
 
-    def __enter__(self) -> LocalConsumer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -146,7 +148,7 @@ class LocalConsumer:
         rel = offset - seg.start
         meta = check_record(seg.view, rel, offset, seg.size, check_crc=False)
         if not isinstance(meta, RecordMeta):
-            raise ValueError(f"no valid record at commit-log offset {offset}: {meta.reason}")
+            raise StoreCorrupt(f"no valid record: {meta.reason}", offset)
         body = seg.view[meta.body_start : meta.body_start + meta.body_len]
         host, port = self._host
         return LocalMessage(meta.topic, meta.queue_id, queue_offset, offset,

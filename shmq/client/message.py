@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 __all__ = ["BatchSendResult", "Message", "SendResult"]
 
 
@@ -36,11 +38,19 @@ class BatchSendResult:
     """Where a batch was stored: contiguous queue offsets from `queue_offset`. Per-message
     results (`results`, `msg_ids`) are built only when asked for."""
 
-    __slots__ = ("status", "topic", "queue_id", "queue_offset", "msg_ids", "_offsets",
-                 "_prefix", "_results")
+    __slots__ = (
+        "_offsets",
+        "_prefix",
+        "_results",
+        "msg_ids",
+        "queue_id",
+        "queue_offset",
+        "status",
+        "topic",
+    )
 
     def __init__(self, topic: str, queue_id: int, queue_offset: int, msg_ids: list[str],
-                 offsets: Sequence[int], offset_id_prefix: str) -> None:
+                 offsets: Sequence[int] | np.ndarray, offset_id_prefix: str) -> None:
         self.status = "SEND_OK"
         self.topic, self.queue_id, self.queue_offset = topic, queue_id, queue_offset
         self.msg_ids = msg_ids

@@ -19,7 +19,6 @@ syscall.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +28,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from shmq.ipc.errors import InvalidLayout
-from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, Segment, unlink_segment, unlink_semaphore
+from shmq.ipc.document import SharedDocument
+from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, unlink_segment, unlink_semaphore
 from shmq.ipc.table import SharedTable
 from shmq.ipc.wakeup import create_semaphore, is_process_alive
 
@@ -137,18 +136,11 @@ def create_broker_shm(instance: str, writers: int, max_producers: int) -> Broker
 
 
 INFO: Final = "broker.info"
-_INFO_BYTES: Final = 4096
 
 
-def publish_info(instance: str, info: dict[str, object]) -> Segment:
-    """Create the broker's info document (JSON, length-prefixed) for same-host clients."""
-    data = json.dumps(info, sort_keys=True).encode()
-    if len(data) + 8 > _INFO_BYTES:
-        raise InvalidLayout("info", len(data), f"document over {_INFO_BYTES - 8} bytes")
-    seg = Segment.create(instance, INFO, _INFO_BYTES)
-    seg.buf[8 : 8 + len(data)] = data
-    seg.buf[:8] = len(data).to_bytes(8, "little")  # last: the document is complete
-    return seg
+def publish_info(instance: str, info: dict[str, object]) -> SharedDocument:
+    """Create the broker's info document for same-host clients (ipc.document)."""
+    return SharedDocument.create(instance, INFO, info, capacity_bytes=4096)
 
 
 def read_info(instance: str) -> dict[str, Any]:
@@ -157,7 +149,5 @@ def read_info(instance: str) -> dict[str, Any]:
     Raises:
         SegmentMissing: no broker of that instance runs here.
     """
-    with Segment.attach(instance, INFO, populate=False) as seg:
-        n = int.from_bytes(seg.buf[:8], "little")
-        doc: dict[str, Any] = json.loads(bytes(seg.buf[8 : 8 + n]))
-    return doc
+    with SharedDocument.attach(instance, INFO) as doc:
+        return doc.read()

@@ -48,7 +48,7 @@ assert rec.PHYSICAL_OFFSET_OFFSET == rec.QUEUE_OFFSET_OFFSET + 8
 class EncodedBatch:
     """Records ready to append: `data` holds `len(sizes)` records back to back."""
 
-    data: bytes
+    data: bytes | memoryview
     sizes: np.ndarray  # int64, one per record
     sysflag: int
 
@@ -142,10 +142,11 @@ def patch_batch(
     """Fill QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP of records starting at `starts`
     (byte positions in the writable uint8 array `u8`)."""
     if len(starts) <= _SCALAR_MAX:  # numpy's fixed costs exceed a few struct packs
+        buf = memoryview(u8)  # type: ignore[arg-type]  # numpy arrays are buffers
         for start, qoff, phys in zip(starts.tolist(), queue_offsets.tolist(),
                                      phys_offsets.tolist()):
-            _QOFF_PHYS.pack_into(u8, start + rec.QUEUE_OFFSET_OFFSET, qoff, phys)
-            _I64.pack_into(u8, start + store_timestamp_offset, store_timestamp_ms)
+            _QOFF_PHYS.pack_into(buf, start + rec.QUEUE_OFFSET_OFFSET, qoff, phys)
+            _I64.pack_into(buf, start + store_timestamp_offset, store_timestamp_ms)
         return
     _scatter_i64(u8, starts + rec.QUEUE_OFFSET_OFFSET, queue_offsets)
     _scatter_i64(u8, starts + rec.PHYSICAL_OFFSET_OFFSET, phys_offsets)

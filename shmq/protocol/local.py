@@ -36,8 +36,17 @@ import numpy as np
 from shmq.protocol.errors import RemoteProtocolError
 
 __all__ = [
-    "KIND_APPEND", "KIND_DONE", "FLAG_SYNC", "Status", "AppendRequest", "Completion",
-    "encode_append", "decode_append", "encode_completion", "decode_completion", "queue_owner",
+    "FLAG_SYNC",
+    "KIND_APPEND",
+    "KIND_DONE",
+    "AppendRequest",
+    "Completion",
+    "Status",
+    "decode_append",
+    "decode_completion",
+    "encode_append",
+    "encode_completion",
+    "queue_owner",
 ]
 
 KIND_APPEND: Final = 1
@@ -85,8 +94,8 @@ class Completion:
 
 def encode_append(
     request_id: int, topic: bytes, queue_id: int, sizes: np.ndarray, tag_hashes: np.ndarray,
-    records: bytes, *, flags: int = 0,
-) -> list[bytes]:
+    records: bytes | memoryview, *, flags: int = 0,
+) -> list[bytes | memoryview]:
     """The pieces of one append request (join them, or write them into a reserved slot)."""
     head = _REQ_HEAD.pack(request_id, queue_id, len(sizes), flags, len(topic))
     return [head, topic, sizes.astype(_I64, copy=False).tobytes(),

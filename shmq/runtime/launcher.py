@@ -60,7 +60,7 @@ class BrokerProcess:
             report = self.status()
         except InstanceNotRunning:
             return False
-        return report["state"] == "ready"
+        return bool(report["state"] == "ready")
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         def ready() -> bool:

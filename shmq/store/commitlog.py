@@ -236,7 +236,7 @@ class CommitLog:
             pos = stop
 
 
-def _publish(seg: Segment, rel: int, header: bytes) -> None:
+def _publish(seg: Segment, rel: int, header: bytes | memoryview) -> None:
     """Make a claimed batch visible: the first record's [TOTALSIZE][MAGIC] in one 8-byte copy.
 
     One store, so a killed writer leaves either the PENDING span (batch size, PENDING) or the

@@ -24,8 +24,9 @@ class Prefaulter:
 
     def __init__(self, root: Path, config: StoreConfig, *, ahead_bytes: int | None = None) -> None:
         self.config = config
+        # Default: up to one segment (at most 256 MiB) ahead of the claimed position.
         self.ahead_bytes = ahead_bytes if ahead_bytes is not None else max(
-            256 << 20, config.prefault_ahead_bytes
+            min(256 << 20, config.segment_bytes), config.prefault_ahead_bytes
         )
         self.segments = SegmentSet(root / "commitlog", config.segment_bytes, writable=True)
         self.claims = ClaimTable(root / "claims", slot=config.writer_slots - 1,

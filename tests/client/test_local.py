@@ -127,3 +127,23 @@ def test_writer_killed_mid_send_fails_in_flight_and_recovers(tmp_path: Path) -> 
         assert {f"before{i}".encode() for i in range(50)} <= bodies and b"after" in bodies
         assert len(acked) == 50
     assert verify_store(broker.data_dir / "store").consistent
+
+
+def test_status_shows_writers_and_ring_depths(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    with running_broker(tmp_path) as broker:
+        with LocalProducer(broker.instance) as p:
+            for i in range(30):
+                p.send("S", f"s{i}".encode())
+            out = subprocess.run([sys.executable, "-m", "shmq.cli", "status", "--instance",
+                                  broker.instance, "--json"], capture_output=True, text=True,
+                                 timeout=60, env=broker.env, check=False)
+            assert out.returncode == 0, out.stderr
+            report = json.loads(out.stdout)
+            assert sum(w["appends"] for w in report["writers"]) == 30
+            assert {r["producer_pid"] for r in report["rings"]} == {os.getpid()}
+            assert {p["role"] for p in report["processes"]} >= {"writer-0", "writer-1",
+                                                                "housekeeper"}

@@ -69,7 +69,9 @@ def _stored(store_dir: Path) -> dict[tuple[int, int], str]:
 
 def _kill_roles_under_load(tmp_path: Path, rounds: int, seed: int) -> None:
     rnd = random.Random(seed)
-    with running_broker(tmp_path, writers=2) as broker:
+    # the soak kills one role more often than the default restart limit allows
+    env = {"SHMQ_SUPERVISOR_MAX_RESTARTS": "100"}
+    with running_broker(tmp_path, writers=2, env=env) as broker:
         roles = ["writer-0", "writer-1", "housekeeper", "namesrv", "acceptor"]
         acks = [tmp_path / f"ack{i}" for i in range(2)]
         stop_at = time.time() + 3 + rounds * 1.2
