@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -126,4 +127,69 @@ def test_sigterm_drains_and_keeps_every_acknowledged_message(tmp_path: Path) -> 
     assert len(acked) > 50
     stored = _stored(broker.data_dir / "store")
     assert all(stored.get(k) == v for k, v in acked.items())
+    assert verify_store(broker.data_dir / "store").consistent
+
+
+def test_full_ring_blocks_then_fails_clearly_and_nothing_is_dropped(tmp_path: Path) -> None:
+    from shmq.client.errors import BrokerBusy
+
+    env = {"SHMQ_RING_BYTES": str(64 << 10)}  # a small ring fills quickly
+    with running_broker(tmp_path, writers=1, env=env) as broker:
+        with LocalProducer(broker.instance, timeout_s=0.5) as p:
+            pid = broker.pid_of("writer-0")
+            os.kill(pid, signal.SIGSTOP)
+            futures = []
+            try:
+                with pytest.raises(BrokerBusy, match="stayed full"):
+                    for i in range(10_000):
+                        futures.append(p.send_async("Full", f"f{i}".encode() * 50))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            results = [f.result(20) for f in futures]  # everything accepted gets stored
+            assert len(results) > 10
+        stored = {bytes(m.body) for m in _all(broker.instance, "Full")}
+        assert stored == {f"f{i}".encode() * 50 for i in range(len(futures))}
+
+
+def _all(instance: str, topic: str) -> list:
+    out = []
+    with LocalConsumer(instance) as c:
+        for q in range(4):
+            out += c.pull(topic, q, 0, max_messages=100_000).messages
+    return out
+
+
+def _doomed_producer(instance: str, round_no: int) -> None:
+    with LocalProducer(instance) as p:
+        i = 0
+        while True:
+            p.send_batch_async("Doomed", [f"r{round_no}d{i}-{k}".encode() * 20
+                                          for k in range(16)])
+            i += 1
+            if i % 8 == 0:
+                p.flush(5)
+
+
+def test_producer_killed_mid_send_leaves_nothing_half_written(tmp_path: Path) -> None:
+    with running_broker(tmp_path, writers=2) as broker:
+        ctx = mp.get_context("fork")
+        for round_no in range(4):
+            proc = ctx.Process(target=_doomed_producer, args=(broker.instance, round_no))
+            proc.start()
+            time.sleep(0.3 + 0.1 * round_no)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join(10)
+        # the dead producers' rows are reaped and their rings unlinked by the housekeeper
+        wait_until(lambda: not any(r["producer_pid"] for r in broker.status().get("rings", [])),
+                   20, "dead producers reaped")
+        messages = _all(broker.instance, "Doomed")
+        assert messages, "the producers never got a message through"
+        batches: dict[bytes, set[int]] = {}
+        for m in messages:  # every visible message is whole, and so is every batch
+            body = bytes(m.body)
+            unit = body[: len(body) // 20]
+            match = re.fullmatch(rb"(r\d+d\d+)-(\d+)", unit)
+            assert match and unit * 20 == body, body[:80]
+            batches.setdefault(match.group(1), set()).add(int(match.group(2)))
+        assert all(ks == set(range(16)) for ks in batches.values())
     assert verify_store(broker.data_dir / "store").consistent
