@@ -67,7 +67,7 @@ def _store_config(config: _Config) -> StoreConfig:
 
 
 def wait_policy(config: _Config) -> WaitPolicy:
-    """How writers and producers wait: the low-latency policy keeps spinning (a busy core)."""
+    """How writers wait: the low-latency policy keeps spinning (a busy core)."""
     return LOW_LATENCY_POLICY if config.ring.low_latency else DEFAULT_POLICY
 
 

@@ -125,6 +125,8 @@ class LocalProducer:
         self._send_lock = threading.Lock()
         self._pump: threading.Thread | None = None
         self._closed = False
+        #: Writer pids seen dead: a request written after that waits for the restarted writer.
+        self._dead_writers: set[int] = set()
         self._rings: list[Ring] = []
         self._row, self._generation = self._register()
         self._requests: list[RingProducer] = []
@@ -290,9 +292,9 @@ class LocalProducer:
         rid = next(self._ids)
         pieces = encode_append(rid, raw_topic, qid, batch.sizes, tags, batch.data,
                                flags=self._flags)
-        pid = int(self._shm.stats.array[writer]["pid"])
+        pid = int(self._shm.stats.array[writer]["pid"])  # no liveness check on the fast path
         pending = _Pending(Future(), writer, topic, qid, batch.sizes, uniq,
-                           pid if pid and is_process_alive(pid) else 0, callback)
+                           0 if pid in self._dead_writers else pid, callback)
         with self._lock:
             self._pending[rid] = pending
         try:
@@ -418,6 +420,7 @@ class LocalProducer:
         pid = int(self._shm.stats.array[writer]["pid"])
         if pid and is_process_alive(pid):
             return
+        self._dead_writers.add(pid)
         gone = WriterGone(f"writer-{writer} (pid {pid}) died with sends in flight; they may "
                           "or may not have been stored")
         for rid, p in list(self._pending.items()):

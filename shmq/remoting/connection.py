@@ -76,6 +76,7 @@ from .errors import ConnectionClosed, RemotingTimeout
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
+    "CLOSE_GRACE_S",
     "CloseCallback",
     "Connection",
     "HandlerResult",
@@ -87,6 +88,8 @@ log = logging.getLogger(__name__)
 
 #: close a connection after this long without traffic (Java serverChannelMaxIdleTimeSeconds)
 DEFAULT_IDLE_TIMEOUT_S: Final = 120.0
+#: after `close`, wait this long for buffered responses to flush before dropping them
+CLOSE_GRACE_S: Final = 5.0
 
 _connection_ids = itertools.count(1)
 
@@ -268,13 +271,24 @@ class Connection:
     def close(self, reason: str = "closed by us") -> None:
         """Close the connection (idempotent); pending requests fail with `ConnectionClosed`.
 
-        Responses already written are flushed first; nothing more is read.
+        Nothing more is read. Responses already written are flushed first, for at most
+        `CLOSE_GRACE_S` (a peer that does not read cannot keep the connection alive).
         """
         if self._close_reason is not None:
             return
         self._close_reason = reason
         if self._transport is not None:
             self._transport.close()  # connection_lost() follows and finishes the job
+            self._loop.call_later(CLOSE_GRACE_S, self._abort_unflushed)
+        else:
+            self._finish_close()
+
+    def abort(self, reason: str = "aborted by us") -> None:
+        """Close at once, dropping anything not yet written (idempotent)."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        if self._transport is not None and not self._closed.done():
+            self._transport.abort()
         else:
             self._finish_close()
 
@@ -417,9 +431,15 @@ class Connection:
             self._arm_idle_timer(now)
         elif now - self._last_activity >= idle_timeout_s:
             log.info("%r: no traffic for %g s, closing", self, idle_timeout_s)
-            self.close(f"idle for {idle_timeout_s:g} s")
+            self.abort(f"idle for {idle_timeout_s:g} s")
         else:
             self._arm_idle_timer(self._last_activity)
+
+    def _abort_unflushed(self) -> None:
+        if self._transport is not None and not self._closed.done():
+            log.info("%r: peer did not read its last responses within %g s; dropping them",
+                     self, CLOSE_GRACE_S)
+            self._transport.abort()
 
     def _finish_close(self) -> None:
         if self._closed.done():
