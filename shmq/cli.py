@@ -101,16 +101,24 @@ def bench_local(sizes: str, producers: str, modes: str, messages: int | None, ba
 @click.option("--batch", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where to create the temporary stores (default: the system temp dir).")
+@click.option("--encode", "encodes", default="writer",
+              help="writer (encode + CRC timed in the writer), producer (encoded beforehand, as "
+                   "LocalProducer/acceptor do; the writer only appends) or both.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def bench_store(sizes: str, messages: int | None, writers: str, flushes: str, runs: int,
-                batch: int, directory: Path | None, as_json: bool) -> None:
+                batch: int, directory: Path | None, encodes: str, as_json: bool) -> None:
     """Append and read-back throughput of the storage engine, against a raw-copy ceiling."""
     from shmq.bench.store import run_matrix
     from shmq.store.config import FlushMode
 
     modes = [FlushMode(f.strip()) for f in flushes.split(",") if f.strip()]
+    which = tuple(e.strip() for e in encodes.split(",") if e.strip())
+    bad = [e for e in which if e not in ("writer", "producer")]
+    if bad:
+        raise click.BadParameter(f"{bad}: use writer, producer or both", param_hint="--encode")
     run_matrix(sizes=_csv_ints(sizes), messages=messages, writers=_csv_ints(writers),
-               flushes=modes, runs=runs, batch=batch, as_json=as_json, directory=directory)
+               flushes=modes, runs=runs, batch=batch, as_json=as_json, directory=directory,
+               encodes=which)
 
 
 @main.command("start")

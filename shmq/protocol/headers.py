@@ -36,25 +36,35 @@ from .errors import HeaderFieldError, LocalProtocolError
 from .layout import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 
 __all__ = [
+    "AddWritePermOfBrokerRequestHeader",
+    "AddWritePermOfBrokerResponseHeader",
     "CheckTransactionStateRequestHeader",
     "ConsumerSendMsgBackRequestHeader",
     "CreateTopicRequestHeader",
+    "DeleteTopicFromNamesrvRequestHeader",
     "DeleteTopicRequestHeader",
     "EndTransactionRequestHeader",
     "ExtHeader",
     "GetConsumerListByGroupRequestHeader",
     "GetEarliestMsgStoretimeRequestHeader",
     "GetEarliestMsgStoretimeResponseHeader",
+    "GetKVConfigRequestHeader",
+    "GetKVConfigResponseHeader",
+    "GetKVListByNamespaceRequestHeader",
     "GetMaxOffsetRequestHeader",
     "GetMaxOffsetResponseHeader",
     "GetMinOffsetRequestHeader",
     "GetMinOffsetResponseHeader",
     "GetRouteInfoRequestHeader",
+    "GetTopicsByClusterRequestHeader",
     "NotifyConsumerIdsChangedRequestHeader",
     "PullMessageRequestHeader",
     "PullMessageResponseHeader",
+    "PutKVConfigRequestHeader",
     "QueryConsumerOffsetRequestHeader",
     "QueryConsumerOffsetResponseHeader",
+    "QueryDataVersionRequestHeader",
+    "QueryDataVersionResponseHeader",
     "QueryMessageRequestHeader",
     "QueryMessageResponseHeader",
     "RegisterBrokerRequestHeader",
@@ -68,6 +78,8 @@ __all__ = [
     "UnregisterClientRequestHeader",
     "UpdateConsumerOffsetRequestHeader",
     "ViewMessageRequestHeader",
+    "WipeWritePermOfBrokerRequestHeader",
+    "WipeWritePermOfBrokerResponseHeader",
     "decode_send_message_header",
     "parse_bool",
 ]
@@ -561,6 +573,97 @@ class UnregisterBrokerRequestHeader(ExtHeader):
     broker_addr: str = field(metadata=_wire("brokerAddr", _S))
     cluster_name: str = field(metadata=_wire("clusterName", _S))
     broker_id: int = field(metadata=_wire("brokerId", _L))
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDataVersionRequestHeader(ExtHeader):
+    """QUERY_DATA_VERSION (322); the body is the broker's DataVersion JSON."""
+
+    broker_name: str = field(metadata=_wire("brokerName", _S))
+    broker_addr: str = field(metadata=_wire("brokerAddr", _S))
+    cluster_name: str = field(metadata=_wire("clusterName", _S))
+    broker_id: int = field(metadata=_wire("brokerId", _L))
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDataVersionResponseHeader(ExtHeader):
+    """QUERY_DATA_VERSION response: whether the broker's topic table differs from ours."""
+
+    changed: bool = field(metadata=_wire("changed", _B))
+
+
+@dataclass(frozen=True, slots=True)
+class GetKVConfigRequestHeader(ExtHeader):
+    """GET_KV_CONFIG (101) and DELETE_KV_CONFIG (102)."""
+
+    namespace: str = field(metadata=_wire("namespace", _S))
+    key: str = field(metadata=_wire("key", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class GetKVConfigResponseHeader(ExtHeader):
+    """GET_KV_CONFIG response (SUCCESS; QUERY_NOT_FOUND has none)."""
+
+    value: str | None = field(default=None, metadata=_wire("value", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class PutKVConfigRequestHeader(ExtHeader):
+    """PUT_KV_CONFIG (100)."""
+
+    namespace: str = field(metadata=_wire("namespace", _S))
+    key: str = field(metadata=_wire("key", _S))
+    value: str = field(metadata=_wire("value", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class GetKVListByNamespaceRequestHeader(ExtHeader):
+    """GET_KVLIST_BY_NAMESPACE (219); the response body is a KVTable."""
+
+    namespace: str = field(metadata=_wire("namespace", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class GetTopicsByClusterRequestHeader(ExtHeader):
+    """GET_TOPICS_BY_CLUSTER (224); the response body is a TopicList."""
+
+    cluster: str = field(metadata=_wire("cluster", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopicFromNamesrvRequestHeader(ExtHeader):
+    """DELETE_TOPIC_IN_NAMESRV (216); 4.9.x admin tools may name the cluster to delete from."""
+
+    topic: str = field(metadata=_wire("topic", _S))
+    cluster_name: str | None = field(default=None, metadata=_wire("clusterName", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class WipeWritePermOfBrokerRequestHeader(ExtHeader):
+    """WIPE_WRITE_PERM_OF_BROKER (205)."""
+
+    broker_name: str = field(metadata=_wire("brokerName", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class WipeWritePermOfBrokerResponseHeader(ExtHeader):
+    """WIPE_WRITE_PERM_OF_BROKER response: how many topics lost their WRITE permission."""
+
+    wipe_topic_count: int = field(metadata=_wire("wipeTopicCount", _I))
+
+
+@dataclass(frozen=True, slots=True)
+class AddWritePermOfBrokerRequestHeader(ExtHeader):
+    """ADD_WRITE_PERM_OF_BROKER (327)."""
+
+    broker_name: str = field(metadata=_wire("brokerName", _S))
+
+
+@dataclass(frozen=True, slots=True)
+class AddWritePermOfBrokerResponseHeader(ExtHeader):
+    """ADD_WRITE_PERM_OF_BROKER response: how many topics got their WRITE permission back."""
+
+    add_topic_count: int = field(metadata=_wire("addTopicCount", _I))
 
 
 # -- queries and admin (request-codes.md §4, §8) ------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
+from typing import Self
 
 from shmq.protocol import OpaqueGenerator, RemotingCommand, SerializeType
 from shmq.protocol.layout import DEFAULT_MAX_FRAME_BYTES
@@ -174,7 +175,7 @@ class RemotingClient:
         for conn in conns:
             await conn.wait_closed()
 
-    async def __aenter__(self) -> RemotingClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -75,8 +75,8 @@ from shmq.protocol import (
 from .errors import ConnectionClosed, RemotingTimeout
 
 __all__ = [
-    "DEFAULT_IDLE_TIMEOUT_S",
     "CLOSE_GRACE_S",
+    "DEFAULT_IDLE_TIMEOUT_S",
     "CloseCallback",
     "Connection",
     "HandlerResult",
@@ -367,7 +367,7 @@ class Connection:
             return
         try:
             result = handler(self, request)
-        except Exception as err:  # every failure becomes an answer; see response_for_error
+        except Exception as err:  # noqa: BLE001 -- answered and logged by response_for_error
             self._answer(request, response_for_error(request, err))
             return
         if result is None or isinstance(result, RemotingCommand):
@@ -382,7 +382,7 @@ class Connection:
     ) -> None:
         try:
             response = await pending
-        except Exception as err:  # asyncio.CancelledError is not an Exception: it propagates
+        except Exception as err:  # noqa: BLE001 -- as above; CancelledError propagates
             response = response_for_error(request, err)
         self._answer(request, response)
 

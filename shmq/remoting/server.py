@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 from types import TracebackType
+from typing import Self
 
 from shmq.protocol import OpaqueGenerator
 from shmq.protocol.layout import DEFAULT_MAX_FRAME_BYTES
@@ -84,7 +85,7 @@ class Server:
         self.close()
         await self.wait_closed()
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
