@@ -169,6 +169,46 @@ def start(config_file: Path | None, print_config: bool,
     sys.exit(code)
 
 
+@main.command("namesrv")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="TOML configuration file (namesrv.port, "
+                                 "namesrv.broker_expiry_s, log). [SHMQ_CONFIG]")
+@click.option("--host", default="0.0.0.0", show_default=True,
+              help="Address to listen on (127.0.0.1: this host only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (default: namesrv.port, 9876); 0 picks a free one.")
+def namesrv(config_file: Path | None, host: str, port: int | None) -> None:
+    """Run one name server in the foreground, for deployments where brokers and name servers
+    run on several hosts (`shmq start` runs its own). Prints "listening on HOST:PORT" once
+    ready; SIGTERM or Ctrl-C stops it (exit 0). Exit 1: the address cannot be bound; exit 2:
+    bad configuration."""
+    from shmq.errors import ConfigError
+    from shmq.namesrv.roles import run_standalone
+    from shmq.runtime.config import load_config
+    from shmq.runtime.logging_setup import configure_logging, set_process_role
+
+    set_process_role("namesrv")
+    try:
+        config = load_config(config_file)  # --port is applied below: namesrv.port 0 would
+        configure_logging(config.log)       # make the derived namesrv.addresses invalid
+    except ConfigError as err:
+        click.echo(f"shmq namesrv: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        click.echo(f"shmq namesrv: {err}", err=True)
+        sys.exit(1)
+    port = config.namesrv.port if port is None else port
+    try:
+        run_standalone(host, port,
+                       broker_expiry_s=config.namesrv.broker_expiry_s,
+                       max_frame_bytes=config.broker.max_frame_bytes,
+                       on_listening=lambda server: click.echo(
+                           f"shmq namesrv: listening on {server.address}"))
+    except OSError as err:
+        click.echo(f"shmq namesrv: cannot listen on {host}:{port}: {err}", err=True)
+        sys.exit(1)
+
+
 @main.command("status")
 @click.option("--instance", default=None,
               help="Instance to report on (default: from SHMQ_INSTANCE / SHMQ_CONFIG, else "

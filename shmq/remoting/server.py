@@ -148,5 +148,5 @@ async def serve(
         reuse_port=reuse_port or None, backlog=backlog)
     server._listener = listener
     server.port = listener.sockets[0].getsockname()[1]
-    log.info("remoting server listening on %s", server.address)
+    log.debug("remoting server listening on %s", server.address)
     return server

@@ -328,6 +328,20 @@ class MessageStore:
             if isinstance(meta, RecordMeta):
                 yield meta
 
+    def views(self, offsets: np.ndarray, sizes: np.ndarray) -> list[memoryview]:
+        """Zero-copy views of the records at `offsets` (ascending, as a consume-queue selection
+        gives them), e.g. the buffers of a pull response."""
+        if not len(offsets):
+            return []
+        segs = self.commitlog.segments
+        first = int(offsets[0])
+        seg = segs.for_offset(first)
+        if int(offsets[-1]) < seg.end:  # the usual case: one segment
+            base, view = seg.start, seg.view
+            return [view[o - base : o - base + s]
+                    for o, s in zip(offsets.tolist(), sizes.tolist())]
+        return [self.commitlog.view(o, s) for o, s in zip(offsets.tolist(), sizes.tolist())]
+
     def message(self, offset: int) -> memoryview:
         """The stored bytes of the record at `offset` (zero-copy)."""
         size, _magic = self.commitlog.header(offset)
