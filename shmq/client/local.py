@@ -66,6 +66,7 @@ __all__ = ["LocalProducer"]
 
 _COMPLETION_RING_BYTES = 1 << 20
 _WAIT_SLICE_S = 0.05
+_PUMP_LINGER_S = 0.1
 #: Waiting for the answer to a send we just made: it comes within ~100 us unless the writer
 #: is parked, so spin that long before parking (a wake-up costs ~50-100 us here).
 _ANSWER_POLICY = WaitPolicy(spin_us=300.0, min_spin_us=300.0, max_spin_us=300.0, adaptive=False)
@@ -78,7 +79,7 @@ class _Pending:
     topic: str
     queue_id: int
     sizes: np.ndarray
-    uniq_keys: list[str]
+    keys: tuple[str, int, int]  # UNIQ_KEY block: head, first counter, count
     #: The writer's pid when the request was written; 0 when no writer was alive (then the
     #: restarted writer takes it from the ring, and only the timeout can fail it).
     writer_pid: int
@@ -285,7 +286,7 @@ class LocalProducer:
         raw_topic, thash = self._topic(topic)
         qid = self._choose_queue(topic, queue_id, sharding_key)
         writer = queue_owner(thash, qid, self._writers)
-        bodies, props, tags, uniq = self._prepare(messages)
+        bodies, props, tags, keys = self._prepare(messages)
         batch = encode_batch(raw_topic, qid, bodies, props,
                              born_timestamp_ms=int(time.time() * 1000), born_host=self._born_host,
                              store_host=self._store_host)
@@ -293,7 +294,7 @@ class LocalProducer:
         pieces = encode_append(rid, raw_topic, qid, batch.sizes, tags, batch.data,
                                flags=self._flags)
         pid = int(self._shm.stats.array[writer]["pid"])  # no liveness check on the fast path
-        pending = _Pending(Future(), writer, topic, qid, batch.sizes, uniq,
+        pending = _Pending(Future(), writer, topic, qid, batch.sizes, keys,
                            0 if pid in self._dead_writers else pid, callback)
         with self._lock:
             self._pending[rid] = pending
@@ -306,14 +307,16 @@ class LocalProducer:
         return rid, pending
 
     def _prepare(self, messages: Sequence[Message | bytes],
-                 ) -> tuple[list[bytes], list[bytes], np.ndarray, list[str]]:
-        """Bodies, encoded properties (with a fresh UNIQ_KEY each), tag codes and the keys."""
+                 ) -> tuple[list[bytes], list[bytes], np.ndarray, tuple[str, int, int]]:
+        """Bodies, encoded properties (each with its UNIQ_KEY), tag codes, the key block."""
         limit = self._max_body
-        uniq = self._uniq.new_keys(len(messages))
-        tags = np.zeros(len(messages), dtype=np.int64)
+        n = len(messages)
+        head, first = self._uniq.new_key_block(n)
+        uniq = b"UNIQ_KEY\x01" + head.encode()
+        tags = np.zeros(n, dtype=np.int64)
         bodies: list[bytes] = []
         props: list[bytes] = []
-        for i, (m, key) in enumerate(zip(messages, uniq)):
+        for i, m in enumerate(messages):
             if isinstance(m, Message):
                 body, extra = m.body, _message_properties(m)
                 if m.tags:
@@ -324,8 +327,8 @@ class LocalProducer:
                 raise SendFailed(f"message body of {len(body)} bytes: must be 1..{limit}",
                                  "REJECTED")
             bodies.append(body)
-            props.append(extra + b"UNIQ_KEY\x01" + key.encode() + b"\x02")
-        return bodies, props, tags, uniq
+            props.append(b"%s%s%04X\x02" % (extra, uniq, (first + i) & 0xFFFF))
+        return bodies, props, tags, (head, first, n)
 
     def _write(self, writer: int, pieces: list[bytes | memoryview], timeout: float) -> None:
         size = sum(len(p) for p in pieces)
@@ -368,8 +371,16 @@ class LocalProducer:
                 self._pump.start()
 
     def _pump_loop(self) -> None:
-        while self._pending and not self._closed:
-            self._pump_once(_WAIT_SLICE_S)
+        """Complete async sends; linger a little when idle (a new thread per burst costs)."""
+        idle_since = time.monotonic()
+        while not self._closed:
+            if self._pending:
+                self._pump_once(_WAIT_SLICE_S)
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > _PUMP_LINGER_S:
+                return
+            else:
+                time.sleep(0.0005)
 
     def _pump_once(self, wait_s: float, only: int | None = None) -> None:
         """Read completions (waiting up to `wait_s` for one); check writers still live."""
@@ -413,7 +424,7 @@ class LocalProducer:
 
     def _results(self, p: _Pending, c: Completion) -> BatchSendResult:
         offsets = np.concatenate(([0], np.cumsum(p.sizes[:-1]))) + c.first_offset
-        return BatchSendResult(p.topic, p.queue_id, c.queue_offset, p.uniq_keys, offsets,
+        return BatchSendResult(p.topic, p.queue_id, c.queue_offset, p.keys, offsets,
                                self._msgid_prefix)
 
     def _check_writer(self, writer: int) -> None:

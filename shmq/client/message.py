@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shmq.message.msgid import key_block
+
 __all__ = ["BatchSendResult", "Message", "SendResult"]
 
 
@@ -41,24 +43,31 @@ class BatchSendResult:
     __slots__ = (
         "_offsets",
         "_prefix",
+        "_keys",
         "_results",
-        "msg_ids",
         "queue_id",
         "queue_offset",
         "status",
         "topic",
     )
 
-    def __init__(self, topic: str, queue_id: int, queue_offset: int, msg_ids: list[str],
-                 offsets: Sequence[int] | np.ndarray, offset_id_prefix: str) -> None:
+    def __init__(self, topic: str, queue_id: int, queue_offset: int,
+                 keys: tuple[str, int, int], offsets: Sequence[int] | np.ndarray,
+                 offset_id_prefix: str) -> None:
+        """`keys` is the batch's UNIQ_KEY block: (head, first counter, count)."""
         self.status = "SEND_OK"
         self.topic, self.queue_id, self.queue_offset = topic, queue_id, queue_offset
-        self.msg_ids = msg_ids
+        self._keys = keys
         self._offsets, self._prefix = offsets, offset_id_prefix
         self._results: list[SendResult] | None = None
 
+    @property
+    def msg_ids(self) -> list[str]:
+        """The messages' UNIQ_KEYs (RocketMQ's msgId), in batch order."""
+        return key_block(*self._keys)
+
     def __len__(self) -> int:
-        return len(self.msg_ids)
+        return self._keys[2]
 
     def __getitem__(self, i: int) -> SendResult:
         return self.results[i]

@@ -260,18 +260,33 @@ class UniqKeyGenerator:
             with self._lock:  # new month, or the clock went back past the month start
                 self._start_ms, self._next_start_ms = _month_bounds_ms(now_ms)
         diff = (now_ms - self._start_ms) & _DIFF_MASK
-        count = next(self._counter) & _COUNTER_MASK
+        with self._lock:
+            count = next(self._counter) & _COUNTER_MASK
         return f"{self._prefix}{diff:08X}{count:04X}"
 
     def new_keys(self, n: int) -> list[str]:
         """`n` keys at once (one clock read; consecutive counters): a batch's UNIQ_KEYs."""
+        head, first = self.new_key_block(n)
+        return key_block(head, first, n)
+
+    def new_key_block(self, n: int) -> tuple[str, int]:
+        """Reserve `n` consecutive keys: `(head, first)`; key i is `head` followed by
+        ``(first + i) & 0xFFFF`` in 4 upper-hex digits (see `key_block`)."""
         now_ms = self._clock_ms()
         if not self._start_ms <= now_ms < self._next_start_ms:
             with self._lock:
                 self._start_ms, self._next_start_ms = _month_bounds_ms(now_ms)
         head = f"{self._prefix}{(now_ms - self._start_ms) & _DIFF_MASK:08X}"
-        counter = self._counter
-        return [f"{head}{next(counter) & _COUNTER_MASK:04X}" for _ in range(n)]
+        with self._lock:  # the block must not interleave with other threads' keys
+            first = next(self._counter)
+            if n > 1:
+                self._counter = itertools.count(first + n)
+        return head, first
+
+
+def key_block(head: str, first: int, n: int) -> list[str]:
+    """The keys of a block reserved with `UniqKeyGenerator.new_key_block`."""
+    return [f"{head}{(first + i) & _COUNTER_MASK:04X}" for i in range(n)]
 
 
 _GENERATORS: Final[weakref.WeakSet[UniqKeyGenerator]] = weakref.WeakSet()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from types import TracebackType
 from typing import Self
 
@@ -200,7 +201,7 @@ class RemotingClient:
             raise ConnectFailed(addr, f"timed out after {self._connect_timeout_s:g} s") from err
         except OSError as err:
             conn.close("connect failed")
-            raise ConnectFailed(addr, err.strerror or str(err)) from err
+            raise ConnectFailed(addr, os.strerror(err.errno) if err.errno else str(err)) from err
         if self._closed:
             conn.close("client closed")
             raise ConnectFailed(addr, "the client is closed")
