@@ -41,9 +41,9 @@ class BatchSendResult:
     results (`results`, `msg_ids`) are built only when asked for."""
 
     __slots__ = (
+        "_keys",
         "_offsets",
         "_prefix",
-        "_keys",
         "_results",
         "queue_id",
         "queue_offset",
