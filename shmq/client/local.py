@@ -38,8 +38,15 @@ from shmq.client.errors import (
 )
 from shmq.client.message import BatchSendResult, Message, SendResult
 from shmq.ipc.errors import PeerGone, RingClosed, SegmentMissing
-from shmq.ipc.registry import BrokerShm, doorbell_name, read_info, registry_lock, ring_name
-from shmq.ipc.ring import Ring, RingConsumer, RingProducer
+from shmq.ipc.registry import (
+    BrokerShm,
+    NoFreeSlot,
+    attach_producer,
+    detach_producer,
+    doorbell_name,
+    read_info,
+)
+from shmq.ipc.ring import RingConsumer, RingProducer
 from shmq.ipc.wakeup import (
     DEFAULT_POLICY,
     LOW_LATENCY_POLICY,
@@ -128,53 +135,21 @@ class LocalProducer:
         self._closed = False
         #: Writer pids seen dead: a request written after that waits for the restarted writer.
         self._dead_writers: set[int] = set()
-        self._rings: list[Ring] = []
-        self._row, self._generation = self._register()
-        self._requests: list[RingProducer] = []
-        self._completions: list[RingConsumer] = []
-        for w in range(self._writers):
-            self._requests.append(self._rings[2 * w].producer(self._policy))
-            self._completions.append(self._rings[2 * w + 1].consumer(_ANSWER_POLICY))
+        try:
+            self._slot = attach_producer(self._shm, int(self._info["ring_bytes"]),
+                                         _COMPLETION_RING_BYTES)
+        except NoFreeSlot as err:
+            self._shm.detach()
+            raise BrokerBusy(str(err)) from err
+        self._requests: list[RingProducer] = [r.producer(self._policy)
+                                              for r in self._slot.requests]
+        self._completions: list[RingConsumer] = [r.consumer(_ANSWER_POLICY)
+                                                 for r in self._slot.completions]
         self._doorbells = [Waker(open_semaphore(instance, doorbell_name(w)))
                            for w in range(self._writers)]
         self._bell_states = self._shm.doorbells.array
 
     # --- registration -------------------------------------------------------------------------
-    def _register(self) -> tuple[int, int]:
-        ring_bytes = int(self._info["ring_bytes"])
-        with registry_lock(self.instance):
-            rows = self._shm.registry.array
-            free = [r for r in range(len(rows))
-                    if not rows[r]["pid"] or not is_process_alive(int(rows[r]["pid"]))]
-            if not free:
-                raise BrokerBusy(f"all {len(rows)} producer slots of instance "
-                                 f"{self.instance!r} are taken (ring.max_producers)")
-            row = free[0]
-            old_gen = int(rows[row]["generation"])
-            if rows[row]["pid"]:
-                self._shm.remove_rings_of(row, old_gen)
-            gen = old_gen + 1
-            try:
-                for w in range(self._writers):
-                    self._rings.append(Ring.create(self.instance, ring_name(row, gen, w, "req"),
-                                                   ring_bytes))
-                    self._rings.append(Ring.create(self.instance, ring_name(row, gen, w, "cmp"),
-                                                   _COMPLETION_RING_BYTES))
-            except BaseException:
-                self._unlink_rings(row, gen)
-                raise
-            rows[row]["generation"] = gen
-            rows[row]["attached_ns"] = time.time_ns()
-            rows[row]["pid"] = os.getpid()
-            self._shm.version.array[0] += 1
-        return row, gen
-
-    def _unlink_rings(self, row: int, gen: int) -> None:
-        for ring in self._rings:
-            ring.detach()
-        self._rings.clear()
-        self._shm.remove_rings_of(row, gen)
-
     def close(self) -> None:
         """Wait briefly for sends in flight, then leave: unlink our rings, free our row."""
         if self._closed:
@@ -188,12 +163,7 @@ class LocalProducer:
             req.close()
         for cmp in self._completions:
             cmp.close()
-        with registry_lock(self.instance):
-            rows = self._shm.registry.array
-            if int(rows[self._row]["pid"]) == os.getpid():
-                rows[self._row]["pid"] = 0
-            self._shm.version.array[0] += 1
-            self._unlink_rings(self._row, self._generation)
+        detach_producer(self._shm, self._slot)
         self._shm.detach()
 
     def __enter__(self) -> Self:

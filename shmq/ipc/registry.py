@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,14 +29,27 @@ from typing import Any, Final
 
 import numpy as np
 
+from shmq.errors import IpcError
 from shmq.ipc.document import SharedDocument
+from shmq.ipc.ring import Ring
 from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, unlink_segment, unlink_semaphore
 from shmq.ipc.table import SharedTable
 from shmq.ipc.wakeup import create_semaphore, is_process_alive
 
 __all__ = [
-    "PRODUCER_ROW", "WRITER_STATS", "BrokerShm", "create_broker_shm", "doorbell_name",
-    "publish_info", "read_info", "registry_lock", "ring_name",
+    "PRODUCER_ROW",
+    "WRITER_STATS",
+    "BrokerShm",
+    "NoFreeSlot",
+    "ProducerSlot",
+    "attach_producer",
+    "create_broker_shm",
+    "detach_producer",
+    "doorbell_name",
+    "publish_info",
+    "read_info",
+    "registry_lock",
+    "ring_name",
 ]
 
 #: One row per producer slot.
@@ -121,6 +135,75 @@ class BrokerShm:
             if reaped:
                 self.version.array[0] += 1
         return reaped
+
+
+@dataclass
+class ProducerSlot:
+    """A producer's registry row and its rings: `requests[w]`/`completions[w]` with writer w."""
+
+    row: int
+    generation: int
+    requests: list[Ring]
+    completions: list[Ring]
+
+    @property
+    def rings(self) -> list[Ring]:
+        return [*self.requests, *self.completions]
+
+
+class NoFreeSlot(IpcError):
+    """Every producer row of the registry is taken by a live process."""
+
+
+def attach_producer(shm: BrokerShm, request_ring_bytes: int,
+                    completion_ring_bytes: int = 1 << 20) -> ProducerSlot:
+    """Take a registry row for this process and create its rings with every writer.
+
+    Raises:
+        NoFreeSlot: all rows are held by live processes (ring.max_producers); nothing changed.
+        IpcError: a ring could not be created; nothing is left behind.
+    """
+    with registry_lock(shm.instance):
+        rows = shm.registry.array
+        free = [r for r in range(len(rows))
+                if not rows[r]["pid"] or not is_process_alive(int(rows[r]["pid"]))]
+        if not free:
+            raise NoFreeSlot(f"all {len(rows)} producer slots of instance {shm.instance!r} are "
+                             "taken (ring.max_producers)")
+        row = free[0]
+        old_gen = int(rows[row]["generation"])
+        if rows[row]["pid"]:
+            shm.remove_rings_of(row, old_gen)
+        gen = old_gen + 1
+        slot = ProducerSlot(row, gen, [], [])
+        try:
+            for w in range(shm.writers):
+                slot.requests.append(Ring.create(shm.instance, ring_name(row, gen, w, "req"),
+                                                 request_ring_bytes))
+                slot.completions.append(Ring.create(shm.instance, ring_name(row, gen, w, "cmp"),
+                                                    completion_ring_bytes))
+        except BaseException:
+            for ring in slot.rings:
+                ring.detach()
+            shm.remove_rings_of(row, gen)
+            raise
+        rows[row]["generation"] = gen
+        rows[row]["attached_ns"] = time.time_ns()
+        rows[row]["pid"] = os.getpid()
+        shm.version.array[0] += 1
+    return slot
+
+
+def detach_producer(shm: BrokerShm, slot: ProducerSlot) -> None:
+    """Give the row back and unlink the slot's rings (close the ring ends first)."""
+    with registry_lock(shm.instance):
+        rows = shm.registry.array
+        if int(rows[slot.row]["pid"]) == os.getpid():
+            rows[slot.row]["pid"] = 0
+        shm.version.array[0] += 1
+        for ring in slot.rings:
+            ring.detach()
+        shm.remove_rings_of(slot.row, slot.generation)
 
 
 def create_broker_shm(instance: str, writers: int, max_producers: int) -> BrokerShm:

@@ -78,6 +78,7 @@ class NameServer:
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
         order_message_enable: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        on_request: Callable[[Connection, RemotingCommand], None] | None = None,
     ) -> None:
         """Create a stopped name server (`start` binds it).
 
@@ -91,6 +92,8 @@ class NameServer:
             idle_timeout_s: close connections silent for this long; None: never.
             order_message_enable: put `orderTopicConf` (KV ORDER_TOPIC_CONFIG) in routes.
             clock: monotonic seconds, for broker liveness (tests inject their own).
+            on_request: sees every request before it is handled (tracing, tests); it must
+                not block or raise.
         """
         self.host = host
         self.port = port
@@ -103,6 +106,7 @@ class NameServer:
         self._max_frame_bytes = max_frame_bytes
         self._idle_timeout_s = idle_timeout_s
         self._requests: Counter[int] = Counter()
+        self._on_request = on_request
         self._server: Server | None = None
         self._scanner: asyncio.Task[None] | None = None
 
@@ -183,6 +187,8 @@ class NameServer:
 
     def _dispatch(self, conn: Connection, request: RemotingCommand) -> HandlerResult:
         self._requests[request.code] += 1
+        if self._on_request is not None:
+            self._on_request(conn, request)
         return self._dispatcher(conn, request)
 
     def _on_connection_closed(self, conn: Connection) -> None:
