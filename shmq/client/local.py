@@ -73,6 +73,8 @@ __all__ = ["LocalProducer"]
 
 _COMPLETION_RING_BYTES = 1 << 20
 _WAIT_SLICE_S = 0.05
+#: A queue id, a selector (queue count -> queue id), or None: sharding key or round-robin.
+QueueChoice = int | Callable[[int], int] | None
 _PUMP_LINGER_S = 0.1
 #: Waiting for the answer to a send we just made: it comes within ~100 us unless the writer
 #: is parked, so spin that long before parking (a wake-up costs ~50-100 us here).
@@ -175,7 +177,7 @@ class LocalProducer:
     # --- sending ------------------------------------------------------------------------------
     def send(self, topic: str, body: bytes | Message, *, tags: str | None = None,
              keys: str | Sequence[str] | None = None, properties: Mapping[str, str] | None = None,
-             queue_id: int | None = None, sharding_key: str | None = None,
+             queue_id: QueueChoice = None, sharding_key: str | None = None,
              timeout_s: float | None = None) -> SendResult:
         """Send one message and wait until it is stored; return where.
 
@@ -188,7 +190,7 @@ class LocalProducer:
                                timeout_s=timeout_s)[0]
 
     def send_batch(self, topic: str, messages: Sequence[Message | bytes], *,
-                   queue_id: int | None = None, sharding_key: str | None = None,
+                   queue_id: QueueChoice = None, sharding_key: str | None = None,
                    timeout_s: float | None = None) -> BatchSendResult:
         """Send messages to ONE queue as one batch (stored contiguously, in order)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
@@ -197,7 +199,7 @@ class LocalProducer:
 
     def send_async(self, topic: str, body: bytes | Message, *, tags: str | None = None,
                    keys: str | Sequence[str] | None = None,
-                   properties: Mapping[str, str] | None = None, queue_id: int | None = None,
+                   properties: Mapping[str, str] | None = None, queue_id: QueueChoice = None,
                    sharding_key: str | None = None,
                    callback: Callable[[Future[BatchSendResult]], None] | None = None,
                    ) -> Future[BatchSendResult]:
@@ -207,7 +209,7 @@ class LocalProducer:
                                      sharding_key=sharding_key, callback=callback)
 
     def send_batch_async(self, topic: str, messages: Sequence[Message | bytes], *,
-                         queue_id: int | None = None, sharding_key: str | None = None,
+                         queue_id: QueueChoice = None, sharding_key: str | None = None,
                          callback: Callable[[Future[BatchSendResult]], None] | None = None,
                          ) -> Future[BatchSendResult]:
         _, pending = self._submit(topic, messages, queue_id, sharding_key, self.timeout_s,
@@ -223,7 +225,9 @@ class LocalProducer:
         if self._pending:
             raise SendTimeout(f"{len(self._pending)} sends still unanswered")
 
-    def _choose_queue(self, topic: str, queue_id: int | None, sharding_key: str | None) -> int:
+    def _choose_queue(self, topic: str, queue_id: QueueChoice, sharding_key: str | None) -> int:
+        if callable(queue_id):  # a selector: queue count -> queue id
+            queue_id = queue_id(self._queues)
         if queue_id is not None:
             if not 0 <= queue_id < self._queues:
                 raise SendFailed(f"queue {queue_id} of {topic!r} does not exist "
@@ -245,7 +249,7 @@ class LocalProducer:
             known = self._topics[topic] = (raw, java_string_hash(topic))
         return known
 
-    def _submit(self, topic: str, messages: Sequence[Message | bytes], queue_id: int | None,
+    def _submit(self, topic: str, messages: Sequence[Message | bytes], queue_id: QueueChoice,
                 sharding_key: str | None, timeout: float,
                 callback: Callable[[Future[BatchSendResult]], None] | None,
                 ) -> tuple[int, _Pending]:

@@ -147,3 +147,13 @@ def test_status_shows_writers_and_ring_depths(tmp_path: Path) -> None:
             assert {r["producer_pid"] for r in report["rings"]} == {os.getpid()}
             assert {p["role"] for p in report["processes"]} >= {"writer-0", "writer-1",
                                                                 "housekeeper"}
+
+
+def test_queue_selector_chooses_the_queue(tmp_path: Path) -> None:
+    with running_broker(tmp_path, writers=1) as broker:
+        with LocalProducer(broker.instance) as p:
+            seen = []
+            r = p.send("Sel", b"x", queue_id=lambda n: seen.append(n) or n - 1)
+            assert seen == [4] and r.queue_id == 3
+            assert {p.send("Sel", b"y", sharding_key="same").queue_id for _ in range(5)} == {
+                p.send("Sel", b"z", sharding_key="same").queue_id}

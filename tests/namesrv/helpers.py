@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from shmq.message.crc import body_crc
 from shmq.protocol import (
     DataVersion,
     RegisterBrokerBody,
@@ -14,7 +15,6 @@ from shmq.protocol import (
     TopicConfigSerializeWrapper,
     make_request,
 )
-from shmq.message.crc import body_crc
 
 #: topic -> (readQueueNums, writeQueueNums, perm)
 Topics = Mapping[str, tuple[int, int, int]]

@@ -44,7 +44,7 @@ def test_a_registered_route_is_served_and_an_unknown_topic_is_topic_not_exist() 
             assert registered.code == ResponseCode.SUCCESS
             response = await client.invoke(ns.address, route_request("T"), timeout_s=5)
             assert response.code == ResponseCode.SUCCESS and response.body is not None
-            assert json.loads(response.body) == {
+            assert json.loads(bytes(response.body)) == {
                 "brokerDatas": [{"brokerAddrs": {"0": "10.0.0.1:10911"},
                                  "brokerName": "broker-a", "cluster": "DefaultCluster"}],
                 "filterServerTable": {},

@@ -50,7 +50,8 @@ def test_an_unknown_code_is_answered_request_code_not_supported(
         second = dispatcher(CONN, request)
     for response in (first, second):
         assert isinstance(response, RemotingCommand)
-        assert response.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED == 3
+        assert response.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED
+        assert response.code == 3
         assert response.remark == " request type 999 not supported"
         assert response.flag == FLAG_RESPONSE and response.opaque == 3
         assert response.serialize_type == SerializeType.ROCKETMQ
