@@ -34,15 +34,16 @@ separate buffers, so a body that is a memoryview of the commit log is not copied
 A frame the decoder rejects (malformed, or longer than `max_frame_bytes`) closes this
 connection — there is no command to answer — with the reason logged; other connections are not
 affected. A connection with no traffic in either direction for `idle_timeout_s` (Java's
-`serverChannelMaxIdleTimeSeconds`, 120 s) is closed, unless requests are in flight on it (a
+`serverChannelMaxIdleTimeSeconds`, 120 s) is aborted, unless requests are in flight on it (a
 held pull is not idleness). While the transport's write buffer is above its high-water mark,
 reading from the peer is paused, so a client that does not read its responses cannot make us
 buffer without bound.
 
-Closing is idempotent. When the connection is lost, every request still waiting for its answer
-fails with `ConnectionClosed`, handler tasks still running are cancelled, and the close
-callbacks run once (the server forgets the connection, the broker drops the client's
-registrations, the client table reconnects on next use).
+Closing is idempotent. `close` lets responses already written drain, for at most
+`CLOSE_GRACE_S`, then aborts; `abort` drops them at once. When the connection is lost, every
+request still waiting for its answer fails with `ConnectionClosed`, handler tasks still
+running are cancelled, and the close callbacks run once (the server forgets the connection,
+the broker drops the client's registrations, the client table reconnects on next use).
 
 Everything here runs on the event loop's thread; nothing is thread-safe.
 """

@@ -8,6 +8,8 @@ import struct
 from typing import ClassVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shmq.errors import RequestRejected
 from shmq.protocol import (
@@ -368,5 +370,26 @@ def test_a_busy_port_raises_oserror() -> None:
         async with await app.start() as server:
             with pytest.raises(OSError):
                 await serve("127.0.0.1", server.port, app.dispatcher)
+
+    run(scenario())
+
+
+@given(garbage=st.binary(min_size=1, max_size=600))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_bytes_from_one_peer_leave_other_connections_working(garbage: bytes) -> None:
+    async def scenario() -> None:
+        app = App()
+        async with await app.start(max_frame_bytes=512) as server, RemotingClient() as client:
+            assert (await client.invoke(_addr(server), make_request(ECHO, 0), 5)).code == 0
+            peer = await RawPeer.connect(server.port)
+            try:
+                await peer.send(garbage)
+                # whatever it was — a partial frame, garbage, a valid request — the server
+                # answers, waits for more, or closes that connection; nothing else
+                await peer.is_closed_by_peer(timeout_s=0.05)
+            finally:
+                await peer.close()
+            assert (await client.invoke(_addr(server), make_request(ECHO, 0), 5)).code == 0
+            assert server.is_serving
 
     run(scenario())
