@@ -84,8 +84,12 @@ def _kill_roles_under_load(tmp_path: Path, rounds: int, seed: int) -> None:
         time.sleep(1)
         for n in range(rounds):
             role = roles[n % len(roles)] if n < len(roles) else rnd.choice(roles)
-            pid = broker.pid_of(role)
-            os.kill(pid, signal.SIGKILL)
+            # a role being restarted has pid 0 for a moment: never kill(0), it is our group
+            pid = wait_until(lambda r=role: broker.pid_of(r), 20, f"{role} running")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # it died on its own meanwhile; the supervisor restarts it
+                pass
             wait_until(lambda: broker.pid_of(role) not in (0, pid), 20, f"{role} restarted")
             time.sleep(rnd.uniform(0.3, 1.0))
         for p in load:
