@@ -396,6 +396,9 @@ class ConsumeQueue:
             raise NonSequentialAppend(self._topic, self._queue_id, queue_offset, self._max_offset)
         if n == 0:
             return
+        if n == 1 and self._segments and self._append_single(queue_offset, offsets, sizes,
+                                                                 tag_hashes):
+            return
         smallest, largest = int(np.minimum.reduce(sizes)), int(np.maximum.reduce(sizes))
         if smallest <= CQ_UNWRITTEN_SIZE or largest >= CQ_FILLER_SIZE:
             raise ConsumeQueueError(
@@ -406,6 +409,31 @@ class ConsumeQueue:
             self._start_at(queue_offset)
         self._ensure_segments_through(queue_offset + n - 1)  # may raise: then nothing written
         self._write(queue_offset, offsets, sizes, tag_hashes)
+
+    def _append_single(
+        self,
+        queue_offset: int,
+        offsets: npt.NDArray[np.integer],
+        sizes: npt.NDArray[np.integer],
+        tag_hashes: npt.NDArray[np.integer],
+    ) -> bool:
+        """One entry into the last file without numpy's per-call costs (a single send is the
+        common case). False when the entry needs a new file: the general path handles it."""
+        seg = self._segments[-1]
+        lo = queue_offset - seg.start
+        if not 0 <= lo < self._epf:
+            return False
+        size = int(sizes[0])
+        if size <= CQ_UNWRITTEN_SIZE or size >= CQ_FILLER_SIZE:
+            raise ConsumeQueueError(
+                f"record sizes must be in [1, {CQ_FILLER_SIZE - 1}], got [{size}, {size}]; "
+                "nothing was written"
+            )
+        seg.offsets[lo] = offsets[0]
+        seg.tags[lo] = tag_hashes[0]
+        seg.sizes[lo] = size  # last: publishes the entry
+        self._max_offset = queue_offset + 1
+        return True
 
     def append_one(self, queue_offset: int, offset: int, size: int, tag_hash: int) -> None:
         """Write one entry; see `append` (same rules, same errors)."""
