@@ -11,6 +11,7 @@ import sys
 
 COLUMNS = {
     "store": [("size", "body B"), ("writers", "writers"), ("flush", "flush"),
+              ("encode", "encoded by"),
               ("msgs_per_s", "appends/s"), ("mb_per_s", "MB/s"),
               ("ceiling_mb_per_s", "raw copy MB/s"), ("ratio_to_ceiling", "ratio"),
               ("read_msgs_per_s", "filtered reads/s"), ("prefault_mb_per_s", "prefault MB/s")],

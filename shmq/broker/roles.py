@@ -26,8 +26,8 @@ from shmq.store.retention import apply_retention
 from shmq.store.store import MessageStore, config_for
 
 __all__ = [
-    "housekeeper_main", "on_writer_death", "setup", "status_sections", "wait_policy",
-    "writer_main",
+    "acceptor_main", "housekeeper_main", "on_writer_death", "setup", "status_sections",
+    "wait_policy", "writer_main",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,17 @@ def writer_main(ctx: _Context) -> None:
     finally:
         writer.close()
         store.close()
+
+
+def acceptor_main(ctx: _Context) -> None:
+    """Role ``acceptor``: the RocketMQ remoting protocol for remote clients (broker/acceptor.py):
+    sends go to the writers through shared-memory rings, pulls read the store directly."""
+    import asyncio
+
+    from shmq.broker.acceptor import run_acceptor
+
+    cfg = ctx.config
+    asyncio.run(run_acceptor(ctx, store_root(cfg), _store_config(cfg), wait_policy(cfg)))
 
 
 def housekeeper_main(ctx: _Context) -> None:

@@ -663,6 +663,28 @@ class ConsumeQueue:
         end = min(first + span, self._max_offset)
         if end <= first:
             return _empty_selection(first)
+        if tag_hashes is not None and end - first > 4 * max_count:
+            # Look at a short window first: with a common tag it has enough matches, and
+            # converting 800 big-endian entries per pull costs more than the filter itself.
+            short = self._select_in(first, first + 4 * max_count, max_count, tag_hashes,
+                                    max_bytes)
+            if short is not None:
+                return short
+        full = self._select_in(first, end, max_count, tag_hashes, max_bytes, final=True)
+        assert full is not None  # final=True always selects
+        return full
+
+    def _select_in(
+        self,
+        first: int,
+        end: int,
+        max_count: int,
+        tag_hashes: npt.NDArray[np.int64] | None,
+        max_bytes: int | None,
+        *,
+        final: bool = False,
+    ) -> Selection | None:
+        """`select` over [first, end); None when not final and fewer than max_count match."""
         window = self._window(first, end)
         # No filler test: fillers only precede min_offset, and the scan starts at or after it.
         if tag_hashes is None:
@@ -670,6 +692,8 @@ class ConsumeQueue:
         else:
             chosen = _tag_mask(window["tag_hash"], tag_hashes).nonzero()[0]
         matched = len(chosen)
+        if not final and matched < max_count:
+            return None
         k = min(matched, max_count)
         chosen_sizes = window["size"][chosen[:k]].astype(np.int64)
         if max_bytes is not None and k > 1:

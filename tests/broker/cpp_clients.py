@@ -1,0 +1,190 @@
+"""The real RocketMQ C++ client (PyPI rocketmq==0.4.4) in subprocesses, for acceptance tests.
+
+Each client runs in its own Python process (two consumers of one group cannot share a process,
+and the wrapper's finalisers can hang): it prints one line per event, flushes, and leaves with
+`os._exit` (spec/client-quirks.md, "Python wrapper"). HOME points into the test's directory,
+where the client writes its logs (`logs/rocketmq-cpp/`), attached to failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PRODUCER = r"""
+import os, sys, json
+args = json.loads(sys.argv[1])
+try:
+    from rocketmq.client import Message, Producer
+    producer = Producer(args["group"])
+    producer.set_namesrv_addr(args["namesrv"])
+    producer.set_timeout(5000)
+    producer.start()
+    for item in args["messages"]:
+        message = Message(args["topic"])
+        if item.get("tags"):
+            message.set_tags(item["tags"])
+        if item.get("keys"):
+            message.set_keys(item["keys"])
+        for name, value in item.get("props", {}).items():
+            message.set_property(name, value)
+        message.set_body(item["body"])
+        try:
+            if args.get("orderly"):
+                result = producer.send_orderly(message, item["shard"])
+            else:
+                result = producer.send_sync(message)
+            print("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
+                  result.offset, flush=True)
+        except Exception as err:
+            print("FAILED", item["props"]["acc_seq"], type(err).__name__,
+                  str(err).replace("\n", " ")[:300], flush=True)
+    print("DONE", flush=True)
+except BaseException:
+    import traceback
+    traceback.print_exc(file=sys.stdout)
+finally:
+    sys.stdout.flush()
+    os._exit(0)
+"""
+
+CONSUMER = r"""
+import os, sys, json, time, threading
+args = json.loads(sys.argv[1])
+lock = threading.Lock()
+state = {"received": 0, "done_at": None}
+try:
+    # 0.4.4 has no ConsumeStatus: returning means success, raising means "reconsume later"
+    from rocketmq.client import PushConsumer
+    from rocketmq.ffi import MessageModel
+    model = MessageModel.BROADCASTING if args.get("broadcasting") else MessageModel.CLUSTERING
+    consumer = PushConsumer(args["group"], orderly=args.get("orderly", False),
+                            message_model=model)
+    consumer.set_namesrv_addr(args["namesrv"])
+    if args.get("instance"):
+        consumer.set_instance_name(args["instance"])
+    fail_seq = set(args.get("fail", []))
+    failed = set()
+
+    def text(value):
+        return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+    def on_message(msg):
+        seq = text(msg.get_property("acc_seq"))
+        with lock:
+            print("RECV", json.dumps({
+                "seq": seq, "topic": text(msg.topic), "tags": text(msg.tags),
+                "keys": text(msg.keys), "body": text(msg.body), "queue": msg.queue_id,
+                "offset": msg.queue_offset, "run": text(msg.get_property("acc_run")),
+                "prop": text(msg.get_property("acc_prop")),
+                "reconsume": msg.reconsume_times, "id": text(msg.id)}), flush=True)
+            if seq in fail_seq and seq not in failed:
+                failed.add(seq)
+                raise RuntimeError("fail once: " + seq)
+            state["received"] += 1
+            if state["received"] >= args.get("expect", 1 << 30) and state["done_at"] is None:
+                state["done_at"] = time.time()
+
+    consumer.subscribe(args["topic"], on_message, args.get("expression", "*"))
+    consumer.start()
+    print("STARTED", flush=True)
+    deadline = time.time() + args["seconds"]
+    grace = args.get("grace", 2.0)
+    while time.time() < deadline:
+        done_at = state["done_at"]
+        if done_at is not None and time.time() - done_at >= grace:
+            break
+        time.sleep(0.05)
+    print("STOPPING", flush=True)
+    consumer.shutdown()
+    print("DONE", flush=True)
+except BaseException:
+    import traceback
+    traceback.print_exc(file=sys.stdout)
+finally:
+    sys.stdout.flush()
+    os._exit(0)
+"""
+
+
+@dataclass
+class ClientRun:
+    """A client subprocess and what it printed."""
+
+    proc: subprocess.Popen[str]
+    home: Path
+    lines: list[str] = field(default_factory=list)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        found = sorted(self.home.glob("logs/**/*"))
+        text = "".join(p.read_text(errors="replace") for p in found if p.is_file())
+        return text[-chars:]
+
+
+def start(script: str, args: str, home: Path, *, stdin: bool = False) -> ClientRun:
+    home.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script, args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else None,
+                            text=True, env=env, start_new_session=True)
+    return ClientRun(proc, home)
+
+
+def finish(run: ClientRun, timeout_s: float) -> list[str]:
+    """Wait for the client to exit (kill its process group after `timeout_s`); its lines."""
+    try:
+        out, _ = run.proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill(run)
+        out, _ = run.proc.communicate(timeout=10)
+    run.lines = out.splitlines()
+    return run.lines
+
+
+def kill(run: ClientRun) -> None:
+    try:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for_line(run: ClientRun, prefix: str, timeout_s: float) -> bool:
+    """Read the client's output until a line starts with `prefix` (kept in run.lines)."""
+    assert run.proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    os.set_blocking(run.proc.stdout.fileno(), False)
+    buffer = ""
+    while time.monotonic() < deadline:
+        chunk = run.proc.stdout.read()
+        if chunk:
+            buffer += chunk
+            *complete, buffer = buffer.split("\n")
+            run.lines += complete
+            if any(line.startswith(prefix) for line in complete):
+                os.set_blocking(run.proc.stdout.fileno(), True)
+                if buffer:
+                    run.lines.append(buffer)
+                return True
+        elif run.proc.poll() is not None:
+            break
+        else:
+            time.sleep(0.05)
+    os.set_blocking(run.proc.stdout.fileno(), True)
+    return False
+
+
+def received(lines: list[str]) -> list[dict[str, object]]:
+    """The messages a consumer printed, in the order it got them."""
+    return [json.loads(line[5:]) for line in lines if line.startswith("RECV ")]
+
+
+def sent(lines: list[str]) -> dict[str, str]:
+    """seq -> send status of a producer's output."""
+    return {parts[1]: parts[2] for parts in (line.split() for line in lines)
+            if parts and parts[0] in ("SENT", "FAILED")}
