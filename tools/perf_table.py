@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render the median lines of `shmq bench ... --json` output as a markdown table.
 
-    shmq bench store --json | tee bench.jsonl | python3 tools/perf_table.py
+    shmq bench store --json | tee bench.jsonl | python3 tools/perf_table.py store
+    shmq bench local --json | python3 tools/perf_table.py local
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ COLUMNS = {
               ("msgs_per_s", "appends/s"), ("mb_per_s", "MB/s"),
               ("ceiling_mb_per_s", "raw copy MB/s"), ("ratio_to_ceiling", "ratio"),
               ("read_msgs_per_s", "filtered reads/s"), ("prefault_mb_per_s", "prefault MB/s")],
+    "local": [("size", "body B"), ("producers", "producers"), ("mode", "mode"),
+              ("batch", "batch"), ("msgs_per_s", "msgs/s"), ("p50_us", "ack p50 us"),
+              ("p99_us", "ack p99 us"), ("visible_p50_us", "visible p50 us"),
+              ("ring_p50_us", "bare ring RTT p50 us"), ("ring_msgs_per_s", "bare ring msgs/s"),
+              ("ratio_to_ring", "ratio")],
 }
 
 

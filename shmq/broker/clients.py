@@ -15,9 +15,9 @@ sends it to all of them, the newcomer included). Subscription updates follow Jav
 the new subVersion is higher, topics missing from the heartbeat are dropped.
 
 A group keeps its subscriptions when its last channel goes (as Java does); without channels it
-has no consumer ids. A channel goes when its connection closes (`connection_closed`), when it unregisters, or
-after `CHANNEL_EXPIRY_S` without a heartbeat (`expire`). The registry is in this process's
-memory: a second acceptor would need it in shared memory (not done).
+has no consumer ids. A channel goes when its connection closes (`connection_closed`), when it
+unregisters, or after `CHANNEL_EXPIRY_S` without a heartbeat (`expire`). The registry is in this
+process's memory: a second acceptor would need it in shared memory (not done).
 
 Connections are only keys and message targets here; nothing is sent from this module.
 """

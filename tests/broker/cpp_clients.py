@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,36 +116,49 @@ finally:
 
 @dataclass
 class ClientRun:
-    """A client subprocess and what it printed."""
+    """A client subprocess; a thread collects what it prints into `lines`."""
 
     proc: subprocess.Popen[str]
     home: Path
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def log_tail(self, chars: int = 4000) -> str:
+        """The end of the C++ client's own log files (under $HOME/logs)."""
         found = sorted(self.home.glob("logs/**/*"))
         text = "".join(p.read_text(errors="replace") for p in found if p.is_file())
         return text[-chars:]
 
+    def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
 
-def start(script: str, args: str, home: Path, *, stdin: bool = False) -> ClientRun:
+
+def start(script: str, args: str, home: Path) -> ClientRun:
     home.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"HOME": str(home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script, args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else None,
-                            text=True, env=env, start_new_session=True)
-    return ClientRun(proc, home)
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env=env, start_new_session=True)
+    run = ClientRun(proc, home)
+    run.reader = threading.Thread(target=run._collect, daemon=True)
+    run.reader.start()
+    return run
 
 
 def finish(run: ClientRun, timeout_s: float) -> list[str]:
     """Wait for the client to exit (kill its process group after `timeout_s`); its lines."""
     try:
-        out, _ = run.proc.communicate(timeout=timeout_s)
+        run.proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         kill(run)
-        out, _ = run.proc.communicate(timeout=10)
-    run.lines = out.splitlines()
-    return run.lines
+        run.proc.wait(timeout=10)
+    if run.reader is not None:
+        run.reader.join(timeout=10)
+    if run.proc.stdout is not None:
+        run.proc.stdout.close()
+    return list(run.lines)
 
 
 def kill(run: ClientRun) -> None:
@@ -155,27 +169,14 @@ def kill(run: ClientRun) -> None:
 
 
 def wait_for_line(run: ClientRun, prefix: str, timeout_s: float) -> bool:
-    """Read the client's output until a line starts with `prefix` (kept in run.lines)."""
-    assert run.proc.stdout is not None
+    """Wait until the client printed a line starting with `prefix` (or exited)."""
     deadline = time.monotonic() + timeout_s
-    os.set_blocking(run.proc.stdout.fileno(), False)
-    buffer = ""
     while time.monotonic() < deadline:
-        chunk = run.proc.stdout.read()
-        if chunk:
-            buffer += chunk
-            *complete, buffer = buffer.split("\n")
-            run.lines += complete
-            if any(line.startswith(prefix) for line in complete):
-                os.set_blocking(run.proc.stdout.fileno(), True)
-                if buffer:
-                    run.lines.append(buffer)
-                return True
-        elif run.proc.poll() is not None:
-            break
-        else:
-            time.sleep(0.05)
-    os.set_blocking(run.proc.stdout.fileno(), True)
+        if any(line.startswith(prefix) for line in list(run.lines)):
+            return True
+        if run.proc.poll() is not None:
+            return False
+        time.sleep(0.05)
     return False
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,3 +227,60 @@ def test_offsets_and_messages_survive_a_broker_restart(tmp_path: Path) -> None:
         assert [m.body for m in records(pulled.body)] == [b"m4"]
         again = run(call(addr, send_request("Kept", b"m6", queue_id=0)))
         assert again.ext_fields["queueOffset"] == "3"
+
+
+def test_stopping_answers_held_pulls(tmp_path: Path) -> None:
+    with running_broker(tmp_path, writers=1, env=broker_env()) as broker:
+        addr = address(broker)
+
+        async def scenario() -> float:
+            async with RemotingClient() as client:
+                created = await client.invoke(addr, send_request("Drain", b"x", queue_id=0), 5)
+                assert created.code == ResponseCode.SUCCESS
+                held = asyncio.ensure_future(client.invoke(
+                    addr, pull_request("g", "Drain", 0, 1, suspend_ms=20_000), 25))
+                await asyncio.sleep(0.5)
+                assert not held.done()
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                broker.proc.send_signal(signal.SIGTERM)
+                response = await held
+                assert response.code == ResponseCode.PULL_NOT_FOUND
+                assert response.ext_fields["nextBeginOffset"] == "1"
+                return loop.time() - started
+
+        assert run(scenario(), timeout_s=30) < 5.0
+        assert broker.proc.wait(30) == 0
+
+
+def test_a_killed_writer_fails_its_sends_without_hanging(tmp_path: Path) -> None:
+    with running_broker(tmp_path, writers=2, env=broker_env()) as broker:
+        addr = address(broker)
+
+        async def burst(client: RemotingClient, n: int) -> list[RemotingCommand]:
+            return list(await asyncio.gather(*(
+                client.invoke(addr, send_request("Killed", b"m%d" % i, queue_id=i % 4), 10)
+                for i in range(n))))
+
+        async def scenario() -> None:
+            async with RemotingClient() as client:
+                assert {r.code for r in await burst(client, 8)} == {ResponseCode.SUCCESS}
+                os.kill(broker.pid_of("writer-0"), signal.SIGKILL)
+                # sends to writer-0's queues are written to its ring, nobody answers them:
+                # the acceptor notices the dead pid and fails them (their fate is unknown)
+                responses = await burst(client, 200)
+                codes = Counter(r.code for r in responses)
+                assert set(codes) == {ResponseCode.SUCCESS, ResponseCode.SYSTEM_ERROR}, codes
+                for failed in (r for r in responses if r.code != ResponseCode.SUCCESS):
+                    assert "may or may not be stored" in (failed.remark or ""), failed.remark
+                # the supervisor restarts the writer; its queues take sends again
+                deadline = asyncio.get_running_loop().time() + 15
+                while True:
+                    after = await burst(client, 8)
+                    if {r.code for r in after} == {ResponseCode.SUCCESS}:
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, \
+                        [r.remark for r in after if r.code]
+                    await asyncio.sleep(0.2)
+
+        run(scenario(), timeout_s=60)

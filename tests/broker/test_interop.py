@@ -7,6 +7,7 @@ is the evidence: what the producer was told, what each consumer received.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from shmq.protocol import CreateTopicRequestHeader, RequestCode, ResponseCode, make_request
 from shmq.testing.broker import BrokerProcess, running_broker
 
 from . import cpp_clients as cpp
-from .test_acceptor import broker_env
+from .helpers import run
+from .test_acceptor import address, broker_env, call
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -29,6 +32,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     with running_broker(tmp_path_factory.mktemp("interop"), writers=2,
                         env=broker_env()) as running:
         yield running
+
+
+@pytest.fixture
+def clients() -> Iterator[list[cpp.ClientRun]]:
+    """Client processes a test started; whatever is still running at the end is killed."""
+    started: list[cpp.ClientRun] = []
+    yield started
+    for client in started:
+        if client.proc.poll() is None:
+            cpp.kill(client)
+        cpp.finish(client, 10)
 
 
 def namesrv(broker: BrokerProcess) -> str:
@@ -45,33 +59,36 @@ def produce(broker: BrokerProcess, home: Path, topic: str, items: list[dict[str,
             **extra: Any) -> dict[str, str]:
     args = {"group": "acc-producer", "namesrv": namesrv(broker), "topic": topic,
             "messages": items, **extra}
-    run = cpp.start(cpp.PRODUCER, json.dumps(args), home)
-    lines = cpp.finish(run, CLIENT_TIMEOUT_S)
+    client = cpp.start(cpp.PRODUCER, json.dumps(args), home)
+    lines = cpp.finish(client, CLIENT_TIMEOUT_S)
     statuses = cpp.sent(lines)
     assert statuses == {str(i): "OK" for i in range(len(items))}, \
-        "\n".join(lines) + "\n" + run.log_tail()
+        "\n".join(lines) + "\n" + client.log_tail()
     return statuses
 
 
 def consumer(broker: BrokerProcess, home: Path, topic: str, group: str,
-             **extra: Any) -> cpp.ClientRun:
+             started: list[cpp.ClientRun], **extra: Any) -> cpp.ClientRun:
     args = {"group": group, "namesrv": namesrv(broker), "topic": topic, "seconds": 40,
             **extra}
-    return cpp.start(cpp.CONSUMER, json.dumps(args), home)
+    client = cpp.start(cpp.CONSUMER, json.dumps(args), home)
+    started.append(client)
+    return client
 
 
-def consume(run: cpp.ClientRun) -> list[dict[str, Any]]:
-    lines = cpp.finish(run, CLIENT_TIMEOUT_S)
-    assert "DONE" in lines, "\n".join(lines[-30:]) + "\n" + run.log_tail()
+def consume(client: cpp.ClientRun) -> list[dict[str, Any]]:
+    lines = cpp.finish(client, CLIENT_TIMEOUT_S)
+    assert "DONE" in lines, "\n".join(lines[-30:]) + "\n" + client.log_tail()
     return cpp.received(lines)
 
 
 def test_clustering_consumer_gets_exactly_the_matching_messages(
-        broker: BrokerProcess, tmp_path: Path) -> None:
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
     items = messages(30, "r1")
     produce(broker, tmp_path / "producer", "AccTags", items)
     wanted = [item for item in items if item["tags"] in ("A", "C")]
-    got = consume(consumer(broker, tmp_path / "consumer", "AccTags", "acc-tags",
+    got = consume(consumer(broker, tmp_path / "consumer", "AccTags", "acc-tags", clients,
                            expression="A || C", expect=len(wanted)))
     assert Counter(m["seq"] for m in got) == Counter(i["props"]["acc_seq"] for i in wanted)
     by_seq = {m["seq"]: m for m in got}
@@ -86,15 +103,27 @@ def test_clustering_consumer_gets_exactly_the_matching_messages(
         assert offsets == sorted(offsets)
 
 
+def create_topic(broker: BrokerProcess, topic: str, queues: int = 4) -> None:
+    """Create `topic` through the broker, so that consumers find its route at start (they
+    look routes up again only every 30 s)."""
+    request = make_request(RequestCode.UPDATE_AND_CREATE_TOPIC, 0, CreateTopicRequestHeader(
+        topic, "TBW102", queues, queues, 6, "SINGLE_TAG").to_ext_fields())
+    response = run(call(address(broker), request))
+    assert response.code == ResponseCode.SUCCESS, response.remark
+
+
 def test_two_consumers_of_a_group_split_the_queues(
-        broker: BrokerProcess, tmp_path: Path) -> None:
-    first = consumer(broker, tmp_path / "c1", "AccSplit", "acc-split", instance="one",
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
+    create_topic(broker, "AccSplit")
+    first = consumer(broker, tmp_path / "c1", "AccSplit", "acc-split", clients, instance="one",
                      seconds=25)
-    second = consumer(broker, tmp_path / "c2", "AccSplit", "acc-split", instance="two",
+    second = consumer(broker, tmp_path / "c2", "AccSplit", "acc-split", clients, instance="two",
                       seconds=25)
     try:
-        assert cpp.wait_for_line(first, "STARTED", 20) and cpp.wait_for_line(second, "STARTED", 20)
-        # both registered; the topic does not exist yet, so nobody consumed before the split
+        assert cpp.wait_for_line(first, "STARTED", 20)
+        assert cpp.wait_for_line(second, "STARTED", 20)
+        time.sleep(3)  # both registered and rebalanced (NOTIFY_CONSUMER_IDS_CHANGED)
         items = messages(40, "split", tags="A")
         produce(broker, tmp_path / "producer", "AccSplit", items)
     finally:
@@ -109,24 +138,31 @@ def test_two_consumers_of_a_group_split_the_queues(
 
 
 def test_broadcasting_consumers_each_get_everything(
-        broker: BrokerProcess, tmp_path: Path) -> None:
-    items = messages(12, "bc", tags="A")
-    produce(broker, tmp_path / "producer", "AccBroadcast", items)
-    runs = [consumer(broker, tmp_path / f"c{i}", "AccBroadcast", "acc-broadcast",
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
+    # broadcasting consumers keep offsets client-side and start at the queues' end, so the
+    # messages come after they started
+    create_topic(broker, "AccBroadcast")
+    runs = [consumer(broker, tmp_path / f"c{i}", "AccBroadcast", "acc-broadcast", clients,
                      instance=f"b{i}", broadcasting=True, expect=12, seconds=30)
             for i in range(2)]
-    for run in runs:
-        got = consume(run)
+    for client in runs:
+        assert cpp.wait_for_line(client, "STARTED", 20)
+    time.sleep(3)
+    produce(broker, tmp_path / "producer", "AccBroadcast", messages(12, "bc", tags="A"))
+    for client in runs:
+        got = consume(client)
         assert Counter(m["seq"] for m in got) == Counter(str(i) for i in range(12))
 
 
 def test_orderly_consumer_gets_each_queue_in_order(
-        broker: BrokerProcess, tmp_path: Path) -> None:
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
     items = messages(20, "ord", tags="A")
     for i, item in enumerate(items):
         item["shard"] = i % 2  # two ordered streams
     produce(broker, tmp_path / "producer", "AccOrderly", items, orderly=True)
-    got = consume(consumer(broker, tmp_path / "consumer", "AccOrderly", "acc-orderly",
+    got = consume(consumer(broker, tmp_path / "consumer", "AccOrderly", "acc-orderly", clients,
                            orderly=True, expect=20))
     assert Counter(m["seq"] for m in got) == Counter(str(i) for i in range(20))
     for queue in {m["queue"] for m in got}:
@@ -135,10 +171,11 @@ def test_orderly_consumer_gets_each_queue_in_order(
 
 
 def test_a_failed_message_comes_back_through_the_retry_topic(
-        broker: BrokerProcess, tmp_path: Path) -> None:
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
     items = messages(5, "retry", tags="A")
     produce(broker, tmp_path / "producer", "AccRetry", items)
-    got = consume(consumer(broker, tmp_path / "consumer", "AccRetry", "acc-retry",
+    got = consume(consumer(broker, tmp_path / "consumer", "AccRetry", "acc-retry", clients,
                            fail=["3"], expect=5))
     assert [m["reconsume"] for m in got if m["seq"] == "3"] == [0, 1]
     retried = [m for m in got if m["seq"] == "3"][1]
@@ -148,13 +185,13 @@ def test_a_failed_message_comes_back_through_the_retry_topic(
 
 
 def test_messages_survive_a_broker_restart_between_produce_and_consume(
-        tmp_path: Path) -> None:
+        tmp_path: Path, clients: list[cpp.ClientRun]) -> None:
     env = broker_env()
     instance = "ti" + env["SHMQ_BROKER_PORT"]
     items = messages(15, "restart", tags="AB")
     with running_broker(tmp_path, writers=2, env=env, instance=instance) as broker:
         produce(broker, tmp_path / "producer", "AccRestart", items)
     with running_broker(tmp_path, writers=2, env=env, instance=instance) as broker:
-        got = consume(consumer(broker, tmp_path / "consumer", "AccRestart", "acc-restart",
+        got = consume(consumer(broker, tmp_path / "consumer", "AccRestart", "acc-restart", clients,
                                expression="B", expect=7))
     assert Counter(m["seq"] for m in got) == Counter(str(i) for i in range(1, 15, 2))

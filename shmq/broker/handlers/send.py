@@ -149,9 +149,13 @@ def send_message(ctx: Session, request: RemotingCommand) -> Awaitable[RemotingCo
 
 
 async def _append(broker: Broker, request: RemotingCommand, target: _Target,
-                  batch: EncodedBatch, tags: np.ndarray) -> RemotingCommand:
-    """Append, then answer with where the records landed."""
+                  batch: EncodedBatch, tags: np.ndarray, *,
+                  with_header: bool = True) -> RemotingCommand:
+    """Append, then answer with where the records landed (or, without `with_header`, just
+    SUCCESS, as CONSUMER_SEND_MSG_BACK is answered)."""
     appended = await broker.appender.append(target.topic, target.queue_id, batch, tags)
+    if not with_header:
+        return make_response(request, ResponseCode.SUCCESS)
     ids = ",".join(broker.msg_id(o) for o in record_offsets(appended, batch.sizes))
     ext = SendMessageResponseHeader(
         msg_id=ids, queue_id=target.queue_id, queue_offset=appended.queue_offset,
@@ -351,4 +355,4 @@ def consumer_send_msg_back(ctx: Session,
     batch, tags = _encode(broker, born_host, target, [message], original.born_timestamp_ms)
     log.debug("message at %d of group %s sent back to %s (reconsume %d)", header.offset,
               header.group, topic, target.reconsume_times)
-    return _append(broker, request, target, batch, tags)
+    return _append(broker, request, target, batch, tags, with_header=False)
