@@ -52,6 +52,7 @@ from shmq.protocol.local import (
     encode_completion,
     queue_owner,
 )
+from shmq.store.errors import DispatchFailed
 from shmq.store.store import MessageStore
 
 __all__ = ["Writer"]
@@ -234,6 +235,16 @@ class Writer:
         try:
             batch = EncodedBatch(data, sizes.astype(np.int64, copy=False), _sysflag(data))
             result = self.store.put_encoded(group.topic, group.queue_id, batch, tags, sync=sync)
+        except DispatchFailed as err:
+            # Published, not dispatched: answer the senders, then stop; the supervisor settles
+            # the claim (writes the missing entries) before restarting this writer.
+            log.error("writer-%d: %s; stopping", self.index, err)
+            for link, req in group.requests:
+                self._reject(link, req.request_id, Status.STORE_ERROR, str(err))
+            for row, link in list(self._links.items()):
+                if link.pending:
+                    self._send_completions(row, link)
+            raise
         except (StoreError, OSError) as err:
             self._stats["errors"] += len(reqs)
             log.warning("writer-%d: append to %s/%d failed: %s", self.index, group.topic,

@@ -53,3 +53,12 @@ def _human(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n} bytes"
+
+
+class DispatchFailed(StoreError):
+    """Records were published but their consume-queue entries could not be written.
+
+    Nothing was acknowledged. The claim stays in flight, which holds back the committed
+    position: the writer must stop, so that `recovery.settle_claim` (run by the supervisor
+    before the restart) writes the missing entries.
+    """

@@ -31,7 +31,7 @@ from typing import Self
 
 import numpy as np
 
-from shmq.errors import ConfigError
+from shmq.errors import ConfigError, StoreError
 from shmq.message.encoder import EncodedBatch, encode_batch
 from shmq.message.layout import MESSAGE_MAGIC
 from shmq.message.taghash import tag_hash
@@ -40,6 +40,7 @@ from shmq.store.claims import ClaimTable
 from shmq.store.commitlog import AppendResult, CommitLog
 from shmq.store.config import FlushMode, StoreConfig
 from shmq.store.consumequeue import ConsumeQueue, list_queues
+from shmq.store.errors import DispatchFailed
 from shmq.store.index import IndexService
 from shmq.store.scan import RecordMeta, check_record, index_keys_of
 
@@ -210,6 +211,8 @@ class MessageStore:
 
         Raises:
             DiskFull, BatchTooLarge: nothing was written.
+            DispatchFailed: published but not dispatched; the caller must stop writing
+                (see the class).
             StoreError / OSError: nothing is acknowledged; recovery repairs what was written.
         """
         topic_b = self._topics.get(topic)
@@ -242,7 +245,13 @@ class MessageStore:
         """
         cq = self.queue(topic, queue_id)
         result = self.commitlog.append_encoded(batch, cq.max_offset)
-        cq.append(result.queue_offset, result.offsets, result.sizes, tag_hashes)
+        try:
+            cq.append(result.queue_offset, result.offsets, result.sizes, tag_hashes)
+        except (StoreError, OSError) as err:
+            raise DispatchFailed(
+                f"{result.count} records of {topic}/{queue_id} at commit-log offset "
+                f"{int(result.offsets[0])} are published but not in the consume queue: {err}"
+            ) from err
         self.commitlog.release()
         if sync if sync is not None else self.config.flush is FlushMode.SYNC:
             self.sync_to(int(result.offsets[0]), result.end)

@@ -262,3 +262,45 @@ def test_torn_publish_leaves_no_orphan_records(tmp_path: Path) -> None:
     with _open(tmp_path) as store:
         assert store.put("T", 0, [b"next"], [b""]).queue_offset == 1
         assert _bodies_in_queue(store, "T", 0) == [b"acked", b"next"]
+
+
+def test_dispatch_failure_is_settled_before_the_writer_restarts(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Published but not dispatched (the consume-queue write failed): DispatchFailed, the
+    claim stays in flight, and settle_claim writes the missing entries."""
+    from shmq.store.consumequeue import ConsumeQueue
+    from shmq.store.errors import DispatchFailed, StoreError
+    from shmq.store.recovery import settle_claim
+
+    recover(tmp_path, SMALL)
+    with _open(tmp_path, 3) as store:
+        store.put("T", 0, [b"first"], [b""])
+        store.queue("T", 0)
+
+        def broken(*_a: object, **_k: object) -> None:
+            raise StoreError("simulated consume-queue failure")
+
+        monkeypatch.setattr(ConsumeQueue, "append", broken)
+        with pytest.raises(DispatchFailed, match="published but not in the consume queue"):
+            store.put("T", 0, [b"second", b"third"], [b""] * 2)
+        monkeypatch.undo()
+        assert store.claims is not None and store.claims.in_flight()  # held back
+    outcome = settle_claim(tmp_path, SMALL, 3)
+    assert outcome is not None and "2 consume-queue entries written" in outcome
+    with _open(tmp_path) as store:
+        assert _bodies_in_queue(store, "T", 0) == [b"first", b"second", b"third"]
+        assert store.claims is not None and not store.claims.in_flight()
+    assert verify_store(tmp_path, SMALL).consistent
+
+
+def test_settle_claim_blanks_an_unpublished_claim(tmp_path: Path, monkeypatch) -> None:
+    from shmq.store.recovery import settle_claim
+
+    recover(tmp_path, SMALL)
+    with _open(tmp_path, 2) as store:
+        monkeypatch.setattr(commitlog_mod, "_publish", lambda *a: None)
+        res = store.commitlog.append(b"T", 0, 0, [b"x"], [b""], born_timestamp_ms=1,
+                                     born_host=b"\x7f\0\0\1\0\0\0\1")
+    outcome = settle_claim(tmp_path, SMALL, 2)
+    assert outcome == f"unpublished claim [{int(res.offsets[0])}, {res.end}) blanked"
+    assert verify_store(tmp_path, SMALL).consistent
