@@ -12,11 +12,14 @@ Theory of operation
    else 0.0.0.0. With port 0 the system picks one, and that port is what the broker
    advertises (routes, STOREHOST of the records it encodes, offset message ids).
 3. Registers with every name server (`Registrar`) and calls `ctx.set_ready()` once one of them
-   accepted — or after `READY_WITHOUT_NAMESRV_S` of trying, so that a broker whose name
-   servers are down still starts (it keeps trying every round).
+   accepted — or, so that a broker whose name servers are down still starts, after
+   `READY_WITHOUT_NAMESRV_S` of trying when the name server this `shmq start` forks is among
+   the addresses (it is starting too), else after `READY_WITHOUT_REMOTE_NAMESRV_S`. It keeps
+   trying every second until one accepts, then every 30 s.
 4. Runs its timers: heartbeat to the supervisor, registration (30 s and on topic changes),
    offsets flush (5 s), client expiry (10 s), adoption of topics that same-host producers
-   created (their consume queues exist but topics.json does not list them).
+   created (their consume queues exist but topics.json does not list them), and the
+   delayed-message timer (`schedule.DelayScheduler`) when no other acceptor runs it.
 5. On `should_stop()`: unregisters from the name servers (clients stop routing here), answers
    every held pull, lets in-flight sends finish (bounded), flushes offsets, closes the server
    and the channel. A fast stop (second signal) skips the waiting.
@@ -48,18 +51,21 @@ from .longpoll import ClaimWatch, PullHolds
 from .offsets import FLUSH_INTERVAL_S, ConsumerOffsets
 from .reader import StoreReader
 from .registrar import Registrar
+from .schedule import DelayScheduler
 from .topics import TopicTable, check_topic_name
 
-__all__ = ["READY_WITHOUT_NAMESRV_S", "run_acceptor"]
+__all__ = ["READY_WITHOUT_NAMESRV_S", "READY_WITHOUT_REMOTE_NAMESRV_S", "run_acceptor"]
 
 log = logging.getLogger(__name__)
 
-#: become ready after this long even if no name server accepted the registration
+#: become ready after this long even if the local name server did not accept the registration
 READY_WITHOUT_NAMESRV_S: Final = 10.0
+#: the same when no name server of this `shmq start` is among the addresses
+READY_WITHOUT_REMOTE_NAMESRV_S: Final = 1.0
 _STOP_POLL_S: Final = 0.1
 _HEARTBEAT_S: Final = 0.5
 _EXPIRY_SCAN_S: Final = 10.0
-_FIRST_REGISTER_RETRY_S: Final = 0.5
+_FIRST_REGISTER_RETRY_S: Final = 0.2
 _DRAIN_SENDS_S: Final = 3.0
 _VIP_PORT_OFFSET: Final = 2
 
@@ -107,6 +113,7 @@ class _Acceptor:
         self.tasks: list[asyncio.Task[None]] = []
         self.dispatch: BrokerDispatch | None = None
         self.registrar: Registrar | None = None
+        self.scheduler: DelayScheduler | None = None
 
     async def start(self, write_policy: WaitPolicy) -> None:
         cfg = self.cfg
@@ -131,6 +138,12 @@ class _Acceptor:
         self.topics.on_change.append(self.registrar.poke)
         self._adopt_store_topics()
         self._spawn(holds.run())
+        self.scheduler = DelayScheduler(self.reader, self.channel, self.root / "config",
+                                        store_host=broker.store_host)
+        if self.scheduler.try_acquire():
+            self._spawn(self.scheduler.run())
+        else:
+            log.info("another acceptor runs the delayed-message timer of this store")
         log.info("acceptor listening on %s (broker %s, cluster %s, %d writers)",
                  settings.address, settings.name, settings.cluster, self.channel.writers)
 
@@ -158,29 +171,42 @@ class _Acceptor:
 
     async def serve_until_stopped(self) -> None:
         assert self.registrar is not None and self.dispatch is not None
-        await self._first_registration()
+        registered = await self._first_registration()
         self.ctx.set_ready()
-        self._spawn(self.registrar.run())
+        self._spawn(self.registrar.run(registered=registered))
         self._spawn(self._every(FLUSH_INTERVAL_S, self._flush_offsets))
         self._spawn(self._every(_EXPIRY_SCAN_S, self.dispatch.broker.expire_clients))
         self._spawn(self._every(self.registrar.interval_s, self._adopt_store_topics))
         await self._wait_for_stop()
         await self._drain()
 
-    async def _first_registration(self) -> None:
+    async def _first_registration(self) -> bool:
+        """Register until a name server accepts or the wait is over; True if one accepted."""
         assert self.registrar is not None
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + READY_WITHOUT_NAMESRV_S
+        wait_s = READY_WITHOUT_NAMESRV_S if self._local_namesrv_expected() \
+            else READY_WITHOUT_REMOTE_NAMESRV_S
+        give_up = loop.time() + wait_s
         while not self.ctx.should_stop():
             if await self.registrar.register_all():
-                return
+                return True
+            self.ctx.heartbeat()
             if loop.time() >= give_up:
                 log.warning("no name server of %s accepted the registration within %g s; "
-                            "ready anyway, still trying", self.registrar.addresses,
-                            READY_WITHOUT_NAMESRV_S)
-                return
-            self.ctx.heartbeat()
+                            "ready anyway, still trying", ", ".join(self.registrar.addresses),
+                            wait_s)
+                return False
             await asyncio.sleep(_FIRST_REGISTER_RETRY_S)
+        return False
+
+    def _local_namesrv_expected(self) -> bool:
+        """Whether the name server this `shmq start` forks is one we register with."""
+        namesrv = self.cfg.namesrv
+        if not namesrv.enabled or not namesrv.port:
+            return False
+        return any(addr.rpartition(":")[2] == str(namesrv.port)
+                   and _bind_host(addr.rpartition(":")[0]) == "127.0.0.1"
+                   for addr in namesrv.addresses)
 
     async def _wait_for_stop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -240,6 +266,11 @@ class _Acceptor:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.scheduler is not None:
+            try:
+                self.scheduler.close()
+            except OSError as err:
+                log.error("cannot save delayOffset.json: %s", err)
         for server in self.servers:
             await server.aclose()
         await self.client.close()

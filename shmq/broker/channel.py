@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-The acceptor is a same-host producer like `LocalProducer` (ipc.registry): `WriteChannel.open`
-takes a row of the producer registry, which creates one request ring and one completion ring
-per writer. An append
+The acceptor is a same-host producer like `LocalProducer` (ipc.registry): on its first append
+the channel takes a row of the producer registry, which creates one request ring and one
+completion ring per writer (an acceptor that only serves consumers holds none). An append
 
 1. picks the owning writer (`protocol.local.queue_owner`), encodes ONE ring record
    (`protocol.local.encode_append`: the records the handler encoded, their sizes and tag codes)
@@ -46,7 +46,9 @@ from typing import Final
 
 import numpy as np
 
+from shmq.errors import IpcError
 from shmq.ipc.errors import PeerGone, RingClosed
+from shmq.ipc.layout import max_payload_bytes
 from shmq.ipc.registry import (
     BrokerShm,
     ProducerSlot,
@@ -110,23 +112,36 @@ class _Pending:
     deadline: float
 
 
-class WriteChannel:
-    """Appends for the acceptor; see the module docstring. Use on one event loop."""
+@dataclass(slots=True)
+class _Rings:
+    """What exists once the channel has attached: our registry row, ring ends, threads."""
 
-    def __init__(self, shm: BrokerShm, slot: ProducerSlot, *, timeout_s: float,
+    slot: ProducerSlot
+    requests: list[RingProducer]
+    completions: list[RingConsumer]
+    threads: list[threading.Thread]
+
+
+class WriteChannel:
+    """Appends for the acceptor; see the module docstring. Use on one event loop.
+
+    The registry row and the rings are taken on the first append (`attach`), so an acceptor
+    that only serves consumers holds no rings.
+    """
+
+    def __init__(self, shm: BrokerShm, *, ring_bytes: int, timeout_s: float,
                  busy_wait_s: float, policy: WaitPolicy) -> None:
-        self._shm, self._slot = shm, slot
+        self._shm = shm
         self._loop = asyncio.get_running_loop()
         self._writers = shm.writers
+        self._ring_bytes, self._policy = ring_bytes, policy
         self.timeout_s, self.busy_wait_s = timeout_s, busy_wait_s
-        self._requests: list[RingProducer] = [r.producer(policy) for r in slot.requests]
-        self._completions: list[RingConsumer] = [r.consumer(_COMPLETION_POLICY)
-                                                 for r in slot.completions]
+        self._rings: _Rings | None = None
         self._doorbells = [Waker(open_semaphore(shm.instance, doorbell_name(w)))
                            for w in range(self._writers)]
         self._bell_states = shm.doorbells.array
         self._writer_stats = shm.stats.array
-        self._max_payload = min(r.max_payload_bytes for r in self._requests)
+        self._max_payload = max_payload_bytes(ring_bytes)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._in_flight = [0] * self._writers  # read by the completion threads
@@ -137,35 +152,48 @@ class WriteChannel:
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
         self._closed = False
-        self._threads = [threading.Thread(target=self._completion_loop, args=(w,), daemon=True,
-                                          name=f"shmq-completions-w{w}")
-                         for w in range(self._writers)]
-        for thread in self._threads:
-            thread.start()
 
     @classmethod
     def open(cls, instance: str, *, ring_bytes: int, timeout_s: float = DEFAULT_TIMEOUT_S,
              busy_wait_s: float = DEFAULT_BUSY_WAIT_S,
              policy: WaitPolicy = DEFAULT_POLICY) -> WriteChannel:
-        """Attach to the broker `instance` on this host (call on the event loop).
+        """Attach to the shared tables of the broker `instance` on this host (call on the
+        event loop); the rings come with the first append.
 
         Raises:
             SegmentMissing: no broker of that instance runs here.
-            NoFreeSlot: the producer registry is full (ring.max_producers); nothing changed.
-            IpcError: the rings could not be created; nothing is left behind.
         """
         shm = BrokerShm.attach(instance)
         try:
-            slot = attach_producer(shm, ring_bytes, _COMPLETION_RING_BYTES)
+            return cls(shm, ring_bytes=ring_bytes, timeout_s=timeout_s,
+                       busy_wait_s=busy_wait_s, policy=policy)
         except BaseException:
             shm.detach()
             raise
+
+    def attach(self) -> None:
+        """Take a registry row and create our rings with every writer (idempotent).
+
+        Raises:
+            ServiceUnavailable: the registry is full or the rings could not be made; nothing
+                is left behind and the next call tries again.
+        """
+        if self._rings is not None:
+            return
         try:
-            return cls(shm, slot, timeout_s=timeout_s, busy_wait_s=busy_wait_s, policy=policy)
-        except BaseException:
-            detach_producer(shm, slot)
-            shm.detach()
-            raise
+            slot = attach_producer(self._shm, self._ring_bytes, _COMPLETION_RING_BYTES)
+        except IpcError as err:
+            raise ServiceUnavailable(f"the acceptor cannot attach to the writers: {err}") from err
+        requests = [r.producer(self._policy) for r in slot.requests]
+        completions = [r.consumer(_COMPLETION_POLICY) for r in slot.completions]
+        threads = [threading.Thread(target=self._completion_loop, args=(w, completions[w]),
+                                    daemon=True, name=f"shmq-completions-w{w}")
+                   for w in range(self._writers)]
+        self._rings = _Rings(slot, requests, completions, threads)
+        self._max_payload = min(r.max_payload_bytes for r in requests)
+        for thread in threads:
+            thread.start()
+        log.info("acceptor attached to %d writers (registry row %d)", self._writers, slot.row)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -191,6 +219,7 @@ class WriteChannel:
 
         Raises:
             ChannelClosed: the channel is closed; nothing was sent.
+            ServiceUnavailable: the first append could not attach to the writers; nothing sent.
             MessageIllegal: the batch does not fit in one ring record; nothing was sent.
             WritePathBusy: the ring stayed full for `busy_wait_s`; nothing was sent.
             AppendRejected, ServiceUnavailable: the writer refused; nothing was stored.
@@ -198,6 +227,7 @@ class WriteChannel:
         """
         if self._closed:
             raise ChannelClosed("the acceptor's write channel is closed (stopping)")
+        self.attach()
         raw_topic, topic_hash = self._topic(topic)
         writer = queue_owner(topic_hash, queue_id, self._writers)
         rid = next(self._ids)
@@ -229,7 +259,8 @@ class WriteChannel:
             self._in_flight[writer] -= 1
 
     def _try_write(self, writer: int, pieces: list[bytes | memoryview], size: int) -> bool:
-        ring = self._requests[writer]
+        assert self._rings is not None
+        ring = self._rings.requests[writer]
         try:
             view = ring.try_reserve(size, KIND_APPEND)
             if view is None:
@@ -320,8 +351,7 @@ class WriteChannel:
 
     # -- completions (thread side) -----------------------------------------------------------------
 
-    def _completion_loop(self, writer: int) -> None:
-        consumer = self._completions[writer]
+    def _completion_loop(self, writer: int, consumer: RingConsumer) -> None:
         deliver: Callable[[list[Completion]], None] = self._on_completions
         while not self._stop.is_set():
             try:
@@ -368,12 +398,13 @@ class WriteChannel:
 
     def close(self) -> None:
         """Fail what is in flight with `ChannelClosed`, stop the threads, free our row and
-        unlink our rings. Idempotent."""
+        unlink our rings (if attached). Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
-        for thread in self._threads:
+        rings = self._rings
+        for thread in rings.threads if rings is not None else ():
             thread.join(timeout=2.0)
         gone = ChannelClosed("the acceptor's write channel closed with the append in flight; "
                              "the message may or may not be stored")
@@ -383,11 +414,12 @@ class WriteChannel:
                 item.future.set_exception(gone)
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for producer in self._requests:
-            producer.close()
-        for consumer in self._completions:
-            consumer.close()
-        detach_producer(self._shm, self._slot)
+        if rings is not None:
+            for producer in rings.requests:
+                producer.close()
+            for consumer in rings.completions:
+                consumer.close()
+            detach_producer(self._shm, rings.slot)
         self._shm.detach()
 
 

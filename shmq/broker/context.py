@@ -79,13 +79,15 @@ class Broker:
                  offsets: ConsumerOffsets, reader: StoreReader, appender: Appender,
                  holds: PullHolds, clients: ClientRegistry | None = None,
                  locks: QueueLocks | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.settings = settings
         self.topics, self.offsets, self.reader = topics, offsets, reader
         self.appender, self.holds = appender, holds
         self.clients = clients if clients is not None else ClientRegistry()
         self.locks = locks if locks is not None else QueueLocks()
         self.monotonic = monotonic
+        self.clock_ms = clock_ms  #: wall clock (ms): delivery times of delayed messages
         self.store_host = pack_host(settings.host, settings.port)
         self._msgid_prefix = encode_offset_msg_id(settings.host, settings.port, 0)[:-16]
         self._codes: dict[str, npt.NDArray[np.int64] | None] = {}

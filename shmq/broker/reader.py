@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -55,6 +56,8 @@ __all__ = ["MAX_PULL_BYTES", "MAX_PULL_MESSAGES", "PullResult", "StoreReader"]
 MAX_PULL_MESSAGES: Final = 32
 #: maxTransferBytesOnMessageInMemory
 MAX_PULL_BYTES: Final = 256 * 1024
+#: how often the oldest commit-log segment is looked up (retention deletes from the front)
+_SEGMENT_CHECK_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,8 @@ class StoreReader:
         self.store = MessageStore(root, config)
         self.max_messages, self.max_bytes = max_messages, max_bytes
         self._segment_bytes = config.segment_bytes
+        self._first_segment = 0
+        self._first_segment_checked = -1.0
 
     def close(self) -> None:
         self.store.close()
@@ -162,8 +167,13 @@ class StoreReader:
         return runs[0] if len(runs) == 1 else b"".join(runs)
 
     def _first_segment_start(self) -> int:
-        starts = self.store.commitlog.segments.starts()
-        return starts[0] if starts else 0
+        """Start of the oldest commit-log segment on disk (listed at most once a second)."""
+        now = time.monotonic()
+        if now - self._first_segment_checked >= _SEGMENT_CHECK_S:
+            self._first_segment_checked = now
+            starts = self.store.commitlog.segments.starts()
+            self._first_segment = starts[0] if starts else 0
+        return self._first_segment
 
     # -- records by offset -----------------------------------------------------------------------
 

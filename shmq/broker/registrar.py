@@ -34,12 +34,14 @@ from shmq.remoting import RemotingClient, RemotingError
 
 from .context import BrokerSettings
 
-__all__ = ["REGISTER_INTERVAL_S", "Registrar"]
+__all__ = ["REGISTER_INTERVAL_S", "RETRY_S", "Registrar"]
 
 log = logging.getLogger(__name__)
 
 #: registerNameServerPeriod
 REGISTER_INTERVAL_S: Final = 30.0
+#: how often to try while no name server has accepted us yet
+RETRY_S: Final = 1.0
 _TIMEOUT_S: Final = 3.0
 
 
@@ -89,15 +91,17 @@ class Registrar:
                                          for addr in self.addresses))
         return sum(results)
 
-    async def run(self) -> None:
-        """Register every `interval_s` and after each `poke`, until cancelled."""
+    async def run(self, *, registered: bool = True) -> None:
+        """Register every `interval_s` and after each `poke`, until cancelled; while no name
+        server has accepted a round yet (`registered` false at start), every `RETRY_S`."""
         while True:
             try:
-                await asyncio.wait_for(self._poked.wait(), self.interval_s)
+                await asyncio.wait_for(self._poked.wait(),
+                                       self.interval_s if registered else RETRY_S)
             except TimeoutError:
                 pass
             self._poked.clear()
-            await self.register_all()
+            registered = await self.register_all() > 0 or registered
 
     def _register_request(self) -> RemotingCommand:
         settings = self._settings

@@ -92,7 +92,8 @@ _TOPIC_NAME: Final = re.compile(r"[%|a-zA-Z0-9_-]+")
 #: how often a hit checks whether another process changed the file
 RELOAD_CHECK_S: Final = 1.0
 #: system topics created at start: name -> (queues, perm)
-_SYSTEM_TOPICS: Final = {SELF_TEST_TOPIC: (1, PERM_RW), OFFSET_MOVED_EVENT: (1, PERM_RW)}
+_SYSTEM_TOPICS: Final = {SELF_TEST_TOPIC: (1, PERM_RW), OFFSET_MOVED_EVENT: (1, PERM_RW),
+                         SCHEDULE_TOPIC: (18, PERM_RW)}
 
 
 def check_topic_name(topic: str) -> None:

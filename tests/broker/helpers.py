@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -18,6 +19,7 @@ from shmq.broker.dispatch import BrokerDispatch
 from shmq.broker.longpoll import PullHolds
 from shmq.broker.offsets import ConsumerOffsets
 from shmq.broker.reader import StoreReader
+from shmq.broker.schedule import DelayScheduler
 from shmq.broker.topics import TopicTable
 from shmq.broker.writer import Writer
 from shmq.ipc.registry import BrokerShm, create_broker_shm
@@ -127,6 +129,8 @@ class InProcessBroker:
     address: str
     client: RemotingClient
     notifications: list[RemotingCommand]
+    scheduler: DelayScheduler
+    clock: list[int]  #: the scheduler's clock (ms); tests move it
 
     async def call(self, request: RemotingCommand, timeout_s: float = 5.0) -> RemotingCommand:
         return await self.client.invoke(self.address, request, timeout_s)
@@ -142,11 +146,12 @@ async def in_process_broker(tmp_path: Path, *, auto_create: bool = True,
     holds = PullHolds(reader, interval_s=hold_interval_s)
     settings = BrokerSettings(auto_create_topic=auto_create, max_body_bytes=max_body_bytes,
                               max_frame_bytes=4 << 20)
+    clock = [int(time.time() * 1000)]
     broker = Broker(settings,
                     topics=TopicTable(root / "config", default_queues=4,
                                       auto_create=auto_create),
                     offsets=ConsumerOffsets(root / "config"), reader=reader,
-                    appender=StoreAppender(store), holds=holds)
+                    appender=StoreAppender(store), holds=holds, clock_ms=lambda: clock[0])
     dispatch = BrokerDispatch(broker)
     notifications: list[RemotingCommand] = []
 
@@ -156,9 +161,14 @@ async def in_process_broker(tmp_path: Path, *, auto_create: bool = True,
     server = await serve("127.0.0.1", 0, dispatch.dispatcher, on_close=dispatch.connection_closed)
     hold_task = asyncio.create_task(holds.run())
     client = RemotingClient(on_request=on_request)
+    scheduler = DelayScheduler(reader, broker.appender, root / "config",
+                               store_host=broker.store_host, clock_ms=lambda: clock[0])
+    assert scheduler.try_acquire()
     try:
-        yield InProcessBroker(broker, store, f"127.0.0.1:{server.port}", client, notifications)
+        yield InProcessBroker(broker, store, f"127.0.0.1:{server.port}", client, notifications,
+                              scheduler, clock)
     finally:
+        scheduler.close()
         await client.close()
         holds.release_all()
         hold_task.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from shmq.broker.schedule import DELAY_LEVELS_MS
 from shmq.message.msgid import decode_offset_msg_id
 from shmq.message.record import StoredMessage, iter_records
 from shmq.protocol import (
@@ -200,6 +201,16 @@ def test_sent_back_messages_go_to_the_retry_topic_then_the_dlq(tmp_path: Path) -
             for attempt in range(16):
                 answer = await ok(b, send_back(offset))
                 assert not answer.ext_fields
+                level = 3 + attempt  # 10 s, 30 s, 1 min, ...
+                parked = records((await ok(b, pull_request(
+                    "grp", "SCHEDULE_TOPIC_XXXX", level - 1, b.broker.reader.bounds(
+                        "SCHEDULE_TOPIC_XXXX", level - 1)[1] - 1))).body)
+                assert [m.properties["REAL_TOPIC"] for m in parked] == ["%RETRY%grp"]
+                assert parked[0].properties["DELAY"] == str(level)
+                assert await b.scheduler.release_due() > 0 and b.scheduler.released == attempt
+                b.clock[0] += DELAY_LEVELS_MS[level - 1]
+                await b.scheduler.release_due()
+                assert b.scheduler.released == attempt + 1
                 retried = records((await ok(b, pull_request(
                     "grp", "%RETRY%grp", 0, attempt))).body)
                 assert len(retried) == 1
@@ -209,14 +220,39 @@ def test_sent_back_messages_go_to_the_retry_topic_then_the_dlq(tmp_path: Path) -
                 assert message.properties["RETRY_TOPIC"] == "Fail"
                 assert message.properties["ORIGIN_MESSAGE_ID"] == "ORIG"
                 assert message.properties["TAGS"] == "T1"
-                assert message.properties["DELAY"] == str(3 + attempt)
+                assert "DELAY" not in message.properties
                 offset = message.phys_offset
-            await ok(b, send_back(offset))  # the 17th failure: dead letter
+            await ok(b, send_back(offset))  # the 17th failure: dead letter, no delay
             dead = records((await ok(b, pull_request("grp", "%DLQ%grp", 0, 0))).body)
             assert [m.reconsume_times for m in dead] == [17]
             assert "DELAY" not in dead[0].properties
             missing = await b.call(send_back(123_456_789))
             assert missing.code == ResponseCode.SYSTEM_ERROR
+
+    run(scenario())
+
+
+def test_delayed_messages_wait_for_their_level(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with in_process_broker(tmp_path) as b:
+            await ok(b, send_request("Later", b"now", queue_id=2))
+            sent = await ok(b, send_request("Later", b"later", queue_id=2, tags="X",
+                                            properties={"DELAY": "2"}))
+            assert sent.ext_fields["queueId"] == "2"
+            visible = records((await ok(b, pull_request("g", "Later", 0 + 2, 0))).body)
+            assert [m.body for m in visible] == [b"now"]
+            b.clock[0] += 4_000
+            await b.scheduler.release_due()
+            assert b.scheduler.released == 0  # level 2 is 5 s
+            b.clock[0] += 1_000
+            await b.scheduler.release_due()
+            released = records((await ok(b, pull_request("g", "Later", 2, 1, sub="X"))).body)
+            assert [m.body for m in released] == [b"later"]
+            assert released[0].properties["REAL_TOPIC"] == "Later"
+            assert "DELAY" not in released[0].properties
+            b.scheduler.save()
+            saved = (tmp_path / "store" / "config" / "delayOffset.json").read_text()
+            assert '"2":1' in saved
 
     run(scenario())
 

@@ -26,13 +26,15 @@ stored. In the order Java's `SendMessageProcessor` checks:
 
 The response always carries msgId (offset message ids, comma-joined for a batch), queueId and
 queueOffset as strings, plus MSG_REGION and TRACE_ON as Java adds them (a C++ client crashes
-on a SUCCESS without them). Delayed messages (DELAY > 0) are stored for immediate delivery:
-this broker has no SCHEDULE_TOPIC_XXXX timer yet.
+on a SUCCESS without them). A message with DELAY > 0 is parked in SCHEDULE_TOPIC_XXXX until its
+delay passed (`schedule`); as in Java, the response names the message's own queue and its
+offset in the schedule queue.
 
 CONSUMER_SEND_MSG_BACK re-stores a message a consumer failed, read back from the commit log, in
 ``%RETRY%<group>`` with its reconsume count + 1 and RETRY_TOPIC / ORIGIN_MESSAGE_ID set, or in
 ``%DLQ%<group>`` once the count reaches the maximum (16 unless the request says otherwise) or
-when the client asks for it (delayLevel < 0).
+when the client asks for it (delayLevel < 0). Retries are delayed by level 3 + reconsume count
+(10 s, 30 s, 1 min, ... 2 h) unless the request names a level.
 """
 
 from __future__ import annotations
@@ -88,11 +90,13 @@ from ..errors import (
     NoPermission,
     TopicNotExist,
 )
+from ..schedule import MAX_LEVEL, delay_level, park
 from ..topics import (
     NOT_ALLOWED_SEND_TOPICS,
     PERM_RW,
     PERM_WRITE,
     RETRY_GROUP_TOPIC_PREFIX,
+    SCHEDULE_TOPIC,
     TRANS_HALF_TOPIC,
     check_topic_name,
     dlq_topic,
@@ -125,6 +129,11 @@ class _Target:
     queue_id: int
     sysflag: int
     reconsume_times: int
+    #: consume-queue tag code for every message instead of its TAGS hash (delivery time of a
+    #: delayed message)
+    tag_code: int | None = None
+    #: the queue id the response names, when not `queue_id` (a delayed message's real queue)
+    reply_queue_id: int | None = None
 
 
 # -- SEND_MESSAGE / SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE ---------------------------------------
@@ -158,7 +167,8 @@ async def _append(broker: Broker, request: RemotingCommand, target: _Target,
         return make_response(request, ResponseCode.SUCCESS)
     ids = ",".join(broker.msg_id(o) for o in record_offsets(appended, batch.sizes))
     ext = SendMessageResponseHeader(
-        msg_id=ids, queue_id=target.queue_id, queue_offset=appended.queue_offset,
+        msg_id=ids, queue_id=target.queue_id if target.reply_queue_id is None
+        else target.reply_queue_id, queue_offset=appended.queue_offset,
         msg_region=broker.settings.region, trace_on=True).to_ext_fields()
     return make_response(request, ResponseCode.SUCCESS, ext_fields=ext)
 
@@ -245,8 +255,10 @@ def _target(broker: Broker, header: SendMessageRequestHeader, config: TopicConfi
     target = _Target(header.topic, queue_id, sysflag, header.reconsume_times or 0)
     if header.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
         _dead_letter_if_exhausted(broker, header, target, messages)
-    elif len(messages) == 1 and messages[0].properties.get(PROPERTY_TRAN_MSG) == "true":
+    if len(messages) == 1 and messages[0].properties.get(PROPERTY_TRAN_MSG) == "true":
         _to_half_topic(broker, target, messages[0])
+    elif len(messages) == 1:  # batches may not be delayed (clients refuse them)
+        _delay_if_asked(broker, target, messages[0])
     return target
 
 
@@ -283,6 +295,17 @@ def _to_half_topic(broker: Broker, target: _Target, message: _Message) -> None:
     broker.topics.ensure(TRANS_HALF_TOPIC, 1, PERM_RW)
 
 
+def _delay_if_asked(broker: Broker, target: _Target, message: _Message) -> None:
+    level = delay_level(message.properties)
+    if level <= 0:
+        message.properties.pop(PROPERTY_DELAY, None)
+        return
+    target.reply_queue_id = target.queue_id
+    target.topic, target.queue_id, target.tag_code = park(
+        message.properties, target.topic, target.queue_id, level, broker.clock_ms())
+    broker.topics.ensure(SCHEDULE_TOPIC, MAX_LEVEL, PERM_RW)
+
+
 def _encode(broker: Broker, born_host: bytes, target: _Target, messages: Sequence[_Message],
             born_timestamp_ms: int) -> tuple[EncodedBatch, np.ndarray]:
     cluster = broker.settings.cluster
@@ -292,7 +315,8 @@ def _encode(broker: Broker, born_host: bytes, target: _Target, messages: Sequenc
         properties = message.properties
         properties.pop(PROPERTY_WAIT, None)
         properties[PROPERTY_CLUSTER] = cluster
-        tags[i] = tag_hash(properties.get(PROPERTY_TAGS))
+        tags[i] = tag_hash(properties.get(PROPERTY_TAGS)) if target.tag_code is None \
+            else target.tag_code
         props.append(encode_properties(properties))
         bodies.append(message.body)
     flags = {message.flag for message in messages}
@@ -351,6 +375,7 @@ def consumer_send_msg_back(ctx: Session,
     sysflag = original.sysflag & _CLIENT_SYSFLAG & ~rec.TRANSACTION_MASK
     target = _Target(topic, queue_id, sysflag, original.reconsume_times + 1)
     message = _Message(original.body, properties, original.flag)
+    _delay_if_asked(broker, target, message)
     born_host = pack_host(original.born_host, original.born_port)
     batch, tags = _encode(broker, born_host, target, [message], original.born_timestamp_ms)
     log.debug("message at %d of group %s sent back to %s (reconsume %d)", header.offset,

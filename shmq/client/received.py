@@ -1,0 +1,221 @@
+"""Messages as consumers receive them, and the decoding of pull responses (spec/message-format.md
+§7; behaviours.md §4): pure, no I/O.
+
+Theory of operation: a SUCCESS pull response's body is the selected commit-log records verbatim
+and concatenated (`message.record.iter_records` reads them). What the Java client's
+`PullAPIWrapper.processPullResult` then does, `decode_pull_response` does too:
+
+* re-filter by tag: the broker filters by tag *hash*, so a colliding tag may slip through; a
+  subscription to tags keeps only messages whose TAGS is one of them (a message without tags
+  never matches a tag list);
+* set the `MIN_OFFSET` / `MAX_OFFSET` properties of each message from the response header;
+* inflate zlib-compressed bodies (sysflag COMPRESSED; compression type 0 or ZLIB — LZ4 and ZSTD
+  bodies, which only a specially configured Java producer writes, are handed over as stored);
+* give each message its client msgId: UNIQ_KEY when present, else the offset msgId;
+* restore the original topic of a message read from `%RETRY%<group>` (`RETRY_TOPIC`), as the
+  Java and C++ push consumers do before calling the application.
+
+The consumer still advances to `nextBeginOffset`, past messages the re-filter dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from shmq.message.errors import MessageError
+from shmq.message.layout import COMPRESSED_FLAG
+from shmq.message.properties import (
+    PROPERTY_MAX_OFFSET,
+    PROPERTY_MIN_OFFSET,
+    PROPERTY_RETRY_TOPIC,
+)
+from shmq.message.record import StoredMessage, iter_records
+from shmq.protocol import HeaderFieldError, MessageQueue, PullMessageResponseHeader, ResponseCode
+
+from .errors import MalformedResponse
+
+__all__ = [
+    "RETRY_GROUP_TOPIC_PREFIX",
+    "PullResult",
+    "PullStatus",
+    "ReceivedMessage",
+    "decode_pull_response",
+    "inflate_body",
+    "pull_status",
+    "received_message",
+]
+
+#: `%RETRY%<group>` holds a group's messages to consume again (behaviours.md §7)
+RETRY_GROUP_TOPIC_PREFIX: Final = "%RETRY%"
+#: compression-type bits of the sysflag (message-format.md §4); 0 and ZLIB mean zlib
+_COMPRESSION_TYPE_MASK: Final = 0x700
+_ZLIB_TYPES: Final = frozenset({0x000, 0x300})
+
+
+class PullStatus(enum.Enum):
+    """What a pull found (Java `PullStatus`)."""
+
+    FOUND = "FOUND"  #: messages (possibly all dropped by the tag re-filter)
+    NO_NEW_MSG = "NO_NEW_MSG"  #: PULL_NOT_FOUND: nothing at the offset yet
+    NO_MATCHED_MSG = "NO_MATCHED_MSG"  #: PULL_RETRY_IMMEDIATELY: entries, none matching
+    OFFSET_ILLEGAL = "OFFSET_ILLEGAL"  #: PULL_OFFSET_MOVED: continue at next_begin_offset
+
+
+_STATUS: Final = {
+    ResponseCode.SUCCESS: PullStatus.FOUND,
+    ResponseCode.PULL_NOT_FOUND: PullStatus.NO_NEW_MSG,
+    ResponseCode.PULL_RETRY_IMMEDIATELY: PullStatus.NO_MATCHED_MSG,
+    ResponseCode.PULL_OFFSET_MOVED: PullStatus.OFFSET_ILLEGAL,
+}
+
+
+def pull_status(code: int) -> PullStatus | None:
+    """The status of a pull answered with `code`; None for an error code."""
+    for known, status in _STATUS.items():
+        if code == known:
+            return status
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One message as a consumer hands it to the application."""
+
+    topic: str  #: the topic subscribed to (the original one for a retried message)
+    body: bytes  #: inflated when it was stored compressed
+    queue: MessageQueue  #: where it was read (its topic may be %RETRY%<group>)
+    queue_offset: int
+    commit_log_offset: int  #: PHYSICALOFFSET; what CONSUMER_SEND_MSG_BACK names
+    msg_id: str  #: UNIQ_KEY when the producer set one, else `offset_msg_id`
+    offset_msg_id: str  #: store host + commit-log offset
+    reconsume_times: int  #: how many times it was consumed and failed before
+    born_timestamp_ms: int
+    store_timestamp_ms: int
+    born_host: str  #: "ip:port" of the producer's connection
+    store_host: str  #: "ip:port" of the broker that stored it
+    flag: int
+    sysflag: int
+    properties: Mapping[str, str] = field(hash=False)
+
+    @property
+    def queue_id(self) -> int:
+        """The queue's id."""
+        return self.queue.queue_id
+
+    @property
+    def broker_name(self) -> str:
+        """The broker name the queue lives on."""
+        return self.queue.broker_name
+
+    @property
+    def tags(self) -> str | None:
+        """The TAGS property."""
+        return self.properties.get("TAGS")
+
+    @property
+    def keys(self) -> list[str]:
+        """Business keys (KEYS split on spaces)."""
+        return [k for k in self.properties.get("KEYS", "").split(" ") if k]
+
+    @property
+    def is_retry(self) -> bool:
+        """True when read from a `%RETRY%` topic (a redelivery)."""
+        return self.queue.topic.startswith(RETRY_GROUP_TOPIC_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    """The outcome of one pull (Java `PullResult`)."""
+
+    status: PullStatus
+    next_begin_offset: int
+    min_offset: int
+    max_offset: int
+    messages: tuple[ReceivedMessage, ...] = ()
+    suggest_which_broker_id: int = 0
+
+
+def inflate_body(body: bytes, sysflag: int) -> bytes:
+    """The body as the producer sent it: zlib-inflated if the sysflag says compressed (zlib or
+    untyped); LZ4/ZSTD bodies are returned as stored.
+
+    Raises:
+        MalformedResponse: a zlib body that does not inflate.
+    """
+    if not sysflag & COMPRESSED_FLAG or sysflag & _COMPRESSION_TYPE_MASK not in _ZLIB_TYPES:
+        return body
+    try:
+        return zlib.decompress(body)
+    except zlib.error as err:
+        raise MalformedResponse(f"a compressed body does not inflate: {err}") from err
+
+
+def received_message(record: StoredMessage, queue: MessageQueue,
+                     extra: Mapping[str, str] | None = None) -> ReceivedMessage:
+    """Turn a decoded record read from `queue` into what the application sees.
+
+    Raises:
+        MalformedResponse: a compressed body does not inflate, or the record's hosts cannot
+            form an offset msgId.
+    """
+    properties = dict(record.properties)
+    if extra:
+        properties.update(extra)
+    topic = record.topic
+    if topic.startswith(RETRY_GROUP_TOPIC_PREFIX) and PROPERTY_RETRY_TOPIC in properties:
+        topic = properties[PROPERTY_RETRY_TOPIC]
+    try:
+        offset_msg_id = record.msg_id
+    except MessageError as err:
+        raise MalformedResponse(f"record at {record.phys_offset}: {err}") from err
+    return ReceivedMessage(
+        topic=topic, body=inflate_body(record.body, record.sysflag), queue=queue,
+        queue_offset=record.queue_offset, commit_log_offset=record.phys_offset,
+        msg_id=record.uniq_key or offset_msg_id, offset_msg_id=offset_msg_id,
+        reconsume_times=record.reconsume_times, born_timestamp_ms=record.born_timestamp_ms,
+        store_timestamp_ms=record.store_timestamp_ms,
+        born_host=f"{record.born_host}:{record.born_port}",
+        store_host=f"{record.store_host}:{record.store_port}", flag=record.flag,
+        sysflag=record.sysflag, properties=properties)
+
+
+def decode_pull_response(code: int, ext_fields: Mapping[str, str],
+                         body: bytes | memoryview | None, queue: MessageQueue,
+                         tags: frozenset[str] = frozenset()) -> PullResult:
+    """Decode a pull response (one of the four pull codes) for `queue`.
+
+    Args:
+        code: the response code; SUCCESS, PULL_NOT_FOUND, PULL_RETRY_IMMEDIATELY or
+            PULL_OFFSET_MOVED.
+        ext_fields: the response header.
+        body: the records (SUCCESS only).
+        queue: the queue pulled.
+        tags: the subscription's tags; empty for "*" (no re-filter).
+
+    Raises:
+        MalformedResponse: not a pull code, a header without its offsets, or a body with a
+            cut or corrupt record (nothing of it is returned then: the pull is retried).
+    """
+    status = pull_status(code)
+    if status is None:
+        raise MalformedResponse(f"response code {code} is not a pull status")
+    try:
+        header = PullMessageResponseHeader.from_ext_fields(ext_fields)
+    except HeaderFieldError as err:
+        raise MalformedResponse(f"pull response of {queue}: {err}") from err
+    messages: tuple[ReceivedMessage, ...] = ()
+    if status is PullStatus.FOUND and body:
+        offsets = {PROPERTY_MIN_OFFSET: str(header.min_offset),
+                   PROPERTY_MAX_OFFSET: str(header.max_offset)}
+        try:
+            records = list(iter_records(body))
+        except MessageError as err:
+            raise MalformedResponse(f"pull body of {queue}: {err}") from err
+        messages = tuple(received_message(r, queue, offsets) for r in records
+                         if not tags or r.tags in tags)
+    return PullResult(status, header.next_begin_offset, header.min_offset, header.max_offset,
+                      messages, header.suggest_which_broker_id)
