@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,26 @@ SMALL_ENV = {
     "SHMQ_STORE_INDEX_SLOTS": "1000",
     "SHMQ_STORE_INDEX_MAX_ENTRIES": "100000",
 }
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (and its VIP twin, port - 2, as the acceptor binds
+    both)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port > 1026 and _is_free(port - 2):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until(cond: Any, timeout_s: float = 10.0, what: str = "condition") -> Any:
@@ -88,7 +109,9 @@ def start_broker(tmp_path: Path, *, writers: int = 2, env: dict[str, str] | None
     instance = instance or f"t{uuid.uuid4().hex[:10]}"
     data_dir = tmp_path / f"data-{instance}"
     log_path = tmp_path / f"broker-{instance}.log"
-    full_env = dict(os.environ, **SMALL_ENV, **(env or {}))
+    # Free ports unless the caller chose them: tests never bind the default 9876/10911.
+    ports = {"SHMQ_NAMESRV_PORT": str(free_port()), "SHMQ_BROKER_PORT": str(free_port())}
+    full_env = dict(os.environ, **SMALL_ENV, **ports, **(env or {}))
     full_env.pop("NOTIFY_SOCKET", None)
     cmd = [sys.executable, "-m", "shmq.cli", "start", "--instance", instance,
            "--data-dir", str(data_dir), "--writers", str(writers)]
