@@ -92,6 +92,31 @@ def bench_local(sizes: str, producers: str, modes: str, messages: int | None, ba
                as_json=as_json)
 
 
+@bench.command("tcp")
+@click.option("--size", "sizes", default="128,1024", help="Body size(s), comma-separated.")
+@click.option("--messages", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Messages per send phase (sync, async, batch); consume reads them all.")
+@click.option("--runs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--peers", default="redis,nats", show_default=True,
+              help="Peers measured in the same runs: redis, nats, both, or none.")
+@click.option("--cpp/--no-cpp", default=True, show_default=True,
+              help="Also time the RocketMQ C++ client's send_sync (if rocketmq is installed).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def bench_tcp(sizes: str, messages: int, runs: int, peers: str, cpp: bool,
+              as_json: bool) -> None:
+    """Produce and consume over TCP (a real `shmq start`), against Redis Streams and NATS
+    JetStream started by the benchmark."""
+    from shmq.bench.peers import PEERS
+    from shmq.bench.tcp import run_matrix
+
+    names = [p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none"]
+    bad = [p for p in names if p not in PEERS]
+    if bad:
+        raise click.BadParameter(f"{bad}: use redis, nats or none", param_hint="--peers")
+    run_matrix(sizes=_csv_ints(sizes), runs=runs, messages=messages, peers=names, cpp=cpp,
+               as_json=as_json)
+
+
 @bench.command("store")
 @click.option("--size", "sizes", default="128,4096", help="Body size(s) in bytes, comma-separated.")
 @click.option("--messages", type=int, default=None, help="Messages per run (default by size).")
