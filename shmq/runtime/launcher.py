@@ -111,7 +111,7 @@ def start_broker(tmp_path: Path, *, writers: int = 2, env: dict[str, str] | None
     log_path = tmp_path / f"broker-{instance}.log"
     # Free ports unless the caller chose them: tests never bind the default 9876/10911.
     ports = {"SHMQ_NAMESRV_PORT": str(free_port()), "SHMQ_BROKER_PORT": str(free_port())}
-    full_env = dict(os.environ, **SMALL_ENV, **ports, **(env or {}))
+    full_env = {**os.environ, **SMALL_ENV, **ports, **(env or {})}  # later ones win
     full_env.pop("NOTIFY_SOCKET", None)
     cmd = [sys.executable, "-m", "shmq.cli", "start", "--instance", instance,
            "--data-dir", str(data_dir), "--writers", str(writers)]
