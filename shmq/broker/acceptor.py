@@ -157,7 +157,7 @@ class _Acceptor:
 
     async def _serve_vip(self, settings: BrokerSettings) -> None:
         port = self.cfg.broker.port - _VIP_PORT_OFFSET
-        if self.cfg.broker.port == 0 or port <= 0:
+        if self.cfg.broker.port == 0 or port <= 0 or port == self.cfg.namesrv.port:
             return
         try:
             vip = await serve(_bind_host(settings.host), port, self._dispatch,

@@ -39,7 +39,7 @@ from shmq.ipc.ring import Ring, RingConsumer, RingProducer
 from shmq.ipc.wakeup import DEFAULT_POLICY, Sleeper, WaitPolicy, is_process_alive, open_semaphore
 from shmq.message.encoder import EncodedBatch, check_batch
 from shmq.message.errors import MessageError
-from shmq.message.layout import SYSFLAG_OFFSET
+from shmq.message.layout import BORNHOST_V6_FLAG, STOREHOSTADDRESS_V6_FLAG, SYSFLAG_OFFSET
 from shmq.message.taghash import java_string_hash
 from shmq.protocol.local import (
     FLAG_SYNC,
@@ -178,7 +178,7 @@ class Writer:
 
     def poll_once(self) -> int:
         """Serve every request waiting now; return how many there were."""
-        groups: dict[tuple[str, int], _Group] = {}
+        groups: dict[tuple[str, int, int], _Group] = {}
         served = 0
         for row, link in list(self._links.items()):
             try:
@@ -197,7 +197,7 @@ class Writer:
         return served
 
     def _accept(self, link: _Link, kind: int, payload: bytes,
-                groups: dict[tuple[str, int], _Group]) -> None:
+                groups: dict[tuple[str, int, int], _Group]) -> None:
         """Check one request; queue it for its group or answer it with a rejection."""
         if kind != KIND_APPEND:
             self._reject(link, 0, Status.REJECTED, f"unknown request kind {kind}")
@@ -214,9 +214,13 @@ class Writer:
             self._reject(link, req.request_id, Status.NOT_OWNER,
                          f"queue {req.topic}/{req.queue_id} belongs to another writer")
             return
-        group = groups.get(key)
+        # One appended batch has one host layout (IPv4/IPv6 born host): it decides where
+        # STORETIMESTAMP is patched. A producer's own requests always share it, so their order
+        # in the queue is kept.
+        hosts = _sysflag(req.records) & (BORNHOST_V6_FLAG | STOREHOSTADDRESS_V6_FLAG)
+        group = groups.get((*key, hosts))
         if group is None:
-            group = groups[key] = _Group(req.topic, req.queue_id)
+            group = groups[(*key, hosts)] = _Group(req.topic, req.queue_id)
         group.requests.append((link, req))
 
     def _owns(self, key: tuple[str, int]) -> bool:

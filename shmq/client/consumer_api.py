@@ -88,20 +88,29 @@ class ConsumerApi:
         self._suggested: dict[MessageQueue, int] = {}
 
     # -- addresses -----------------------------------------------------------------------------
-    def _pull_addr(self, mq: MessageQueue) -> tuple[str, bool]:
+    async def _known(self, broker_name: str, topic: str) -> None:
+        """Fetch `topic`'s route if `broker_name`'s addresses are not known yet (a queue given
+        by the caller, not found through a route)."""
+        if self.instance.routes.broker_addr(broker_name) is None:
+            await self.instance.routes.route(topic, refresh=True)
+
+    async def _pull_addr(self, mq: MessageQueue) -> tuple[str, bool]:
+        await self._known(mq.broker_name, mq.topic)
         routes = self.instance.routes
         addr = routes.broker_addr(mq.broker_name, self._suggested.get(mq, MASTER_ID))
         if addr is None:
             raise NoRouteInfo(mq.topic, f"no address of broker {mq.broker_name}")
         return addr, addr == routes.master_addr(mq.broker_name)
 
-    def _admin_addr(self, broker_name: str, topic: str) -> str:
+    async def _admin_addr(self, broker_name: str, topic: str) -> str:
+        await self._known(broker_name, topic)
         addr = self.instance.routes.broker_addr(broker_name)
         if addr is None:
             raise NoRouteInfo(topic, f"no address of broker {broker_name}")
         return addr
 
-    def _master_addr(self, broker_name: str, topic: str) -> str:
+    async def _master_addr(self, broker_name: str, topic: str) -> str:
+        await self._known(broker_name, topic)
         addr = self.instance.routes.master_addr(broker_name)
         if addr is None:
             raise NoRouteInfo(topic, f"broker {broker_name} has no master now")
@@ -125,7 +134,7 @@ class ConsumerApi:
             BrokerError subclasses: an error code (SubscriptionNotLatest, NoPermission...).
             BrokerUnreachable, RequestTimeout, ConnectionLost, MalformedResponse, NoRouteInfo.
         """
-        addr, to_master = self._pull_addr(mq)
+        addr, to_master = await self._pull_addr(mq)
         commit = commit_offset if commit_offset is not None and commit_offset > 0 else 0
         sys_flag = PULL_SUBSCRIPTION | (PULL_SUSPEND if suspend_ms > 0 else 0)
         if commit and to_master:
@@ -156,7 +165,7 @@ class ConsumerApi:
             BrokerUnreachable, RequestTimeout, ConnectionLost, NoRouteInfo: unknown (Java -2:
                 skip the queue this rebalance).
         """
-        addr = self._admin_addr(mq.broker_name, mq.topic)
+        addr = await self._admin_addr(mq.broker_name, mq.topic)
         header = QueryConsumerOffsetRequestHeader(self.group, mq.topic, mq.queue_id)
         response = await self.instance.invoke(
             addr, make_request(RequestCode.QUERY_CONSUMER_OFFSET, 0, header.to_ext_fields()))
@@ -174,7 +183,7 @@ class ConsumerApi:
             BrokerError (not oneway), BrokerUnreachable, RequestTimeout, ConnectionLost,
             NoRouteInfo.
         """
-        addr = self._admin_addr(mq.broker_name, mq.topic)
+        addr = await self._admin_addr(mq.broker_name, mq.topic)
         header = UpdateConsumerOffsetRequestHeader(self.group, mq.topic, mq.queue_id, offset)
         request = make_request(RequestCode.UPDATE_CONSUMER_OFFSET, 0, header.to_ext_fields(),
                                oneway=oneway)
@@ -204,7 +213,7 @@ class ConsumerApi:
     async def _offset(self, mq: MessageQueue, code: int, fields: dict[str, str],
                       answer: type[GetMaxOffsetResponseHeader | GetMinOffsetResponseHeader
                                    | SearchOffsetResponseHeader]) -> int:
-        addr = self._admin_addr(mq.broker_name, mq.topic)
+        addr = await self._admin_addr(mq.broker_name, mq.topic)
         response = await self.instance.invoke_ok(addr, make_request(code, 0, fields))
         try:
             return answer.from_ext_fields(response.ext_fields).offset
@@ -222,7 +231,7 @@ class ConsumerApi:
             BrokerError and transport errors: the message was not sent back (the caller
                 retries it locally).
         """
-        addr = self._master_addr(message.broker_name, message.topic)
+        addr = await self._master_addr(message.broker_name, message.topic)
         header = ConsumerSendMsgBackRequestHeader(
             offset=message.commit_log_offset, group=self.group, delay_level=delay_level,
             origin_msg_id=message.msg_id, origin_topic=message.topic,
@@ -258,12 +267,13 @@ class ConsumerApi:
         """LOCK_BATCH_MQ at `broker_name`'s master: the queues of `mqs` this client now holds.
 
         Raises:
-            BrokerError, transport errors, NoRouteInfo: nothing is known to be held.
+            BrokerError, transport errors, NoRouteInfo, NameServerUnavailable: nothing is
+                known to be held.
         """
         queues = tuple(mqs)
         if not queues:
             return set()
-        addr = self._master_addr(broker_name, queues[0].topic)
+        addr = await self._master_addr(broker_name, queues[0].topic)
         body = LockBatchRequestBody(self.group, self.instance.client_id, queues).encode()
         response = await self.instance.invoke_ok(
             addr, make_request(RequestCode.LOCK_BATCH_MQ, 0, body=body))
@@ -278,7 +288,7 @@ class ConsumerApi:
         if not queues:
             return
         try:
-            addr = self._master_addr(broker_name, queues[0].topic)
+            addr = await self._master_addr(broker_name, queues[0].topic)
             body = UnlockBatchRequestBody(self.group, self.instance.client_id, queues).encode()
             await self.instance.invoke_ok(addr, make_request(RequestCode.UNLOCK_BATCH_MQ, 0,
                                                              body=body))

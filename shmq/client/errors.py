@@ -9,7 +9,6 @@ from typing import ClassVar, Final
 
 from shmq.errors import ClientError
 from shmq.protocol import RemotingCommand, RequestCode, ResponseCode
-from shmq.remoting import ConnectFailed, RemotingError, RemotingTimeout
 
 __all__ = [
     "ERRORS_BY_CODE",
@@ -40,7 +39,6 @@ __all__ = [
     "TopicNotExist",
     "WriterGone",
     "error_for_response",
-    "error_for_transport",
 ]
 
 
@@ -90,7 +88,9 @@ class ProducerClosed(ClientError):
 # into the class registered for that code below (`BrokerError` for a code without a class). Each
 # class says whether trying again may help (`retriable`) and whether the topic's route should be
 # fetched again first (`refresh_route`). Transport failures from `shmq.remoting` are wrapped
-# by `error_for_transport` so that a caller of the client catches `ClientError` only.
+# into `BrokerUnreachable`, `RequestTimeout`/`SendTimeout` and `ConnectionLost` (by
+# `instance.error_for_transport`, kept there so that this module, which `local.py` imports,
+# does not pull in asyncio) so that a caller of the client catches `ClientError` only.
 
 
 class BrokerError(ClientError):
@@ -247,17 +247,6 @@ class ConnectionLost(ClientError):
 
 class ConsumerClosed(ClientError):
     """The consumer was closed (or not started)."""
-
-
-def error_for_transport(err: RemotingError, *, send: bool = False) -> ClientError:
-    """Wrap a `shmq.remoting` error; `send`: a timeout of a send becomes `SendTimeout`."""
-    if isinstance(err, ConnectFailed):
-        return BrokerUnreachable(err.addr, err.reason)
-    if isinstance(err, RemotingTimeout):
-        if send:
-            return SendTimeout(f"{err}; the message may or may not be stored")
-        return RequestTimeout(str(err))
-    return ConnectionLost(str(err))
 
 
 def _code_name(codes: type[IntEnum], code: int) -> str:

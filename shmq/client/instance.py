@@ -37,6 +37,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
 
+from shmq.errors import ClientError
 from shmq.protocol import (
     ConsumerData,
     HeartbeatData,
@@ -49,9 +50,22 @@ from shmq.protocol import (
     make_request,
     make_response,
 )
-from shmq.remoting import Connection, HandlerResult, RemotingClient, RemotingError
+from shmq.remoting import (
+    ConnectFailed,
+    Connection,
+    HandlerResult,
+    RemotingClient,
+    RemotingError,
+    RemotingTimeout,
+)
 
-from .errors import error_for_response, error_for_transport
+from .errors import (
+    BrokerUnreachable,
+    ConnectionLost,
+    RequestTimeout,
+    SendTimeout,
+    error_for_response,
+)
 from .routes import DEFAULT_TOPIC_QUEUE_NUMS, TBW102, RouteTable
 
 __all__ = [
@@ -60,6 +74,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT_S",
     "ClientInstance",
     "ConsumerMember",
+    "error_for_transport",
     "local_ip",
 ]
 
@@ -75,6 +90,17 @@ DEFAULT_REQUEST_TIMEOUT_S: Final = 3.0
 _UNREGISTER_TIMEOUT_S: Final = 1.0
 
 _instance_numbers = itertools.count()
+
+
+def error_for_transport(err: RemotingError, *, send: bool = False) -> ClientError:
+    """Wrap a `shmq.remoting` error; `send`: a timeout of a send becomes `SendTimeout`."""
+    if isinstance(err, ConnectFailed):
+        return BrokerUnreachable(err.addr, err.reason)
+    if isinstance(err, RemotingTimeout):
+        if send:
+            return SendTimeout(f"{err}; the message may or may not be stored")
+        return RequestTimeout(str(err))
+    return ConnectionLost(str(err))
 
 
 @functools.lru_cache(maxsize=1)
@@ -214,9 +240,19 @@ class ClientInstance:
         self._consumers[member.group] = member
 
     def unregister_consumer(self, member: ConsumerMember) -> None:
-        """Forget `member`."""
+        """Forget `member` (without telling the brokers; see `leave_consumer_group`)."""
         if self._consumers.get(member.group) is member:
             del self._consumers[member.group]
+
+    async def leave_consumer_group(self, member: ConsumerMember) -> None:
+        """Forget `member` and send UNREGISTER_CLIENT for its group to every broker, so the
+        group rebalances without waiting for the channel to expire."""
+        if self._consumers.get(member.group) is not member:
+            return
+        del self._consumers[member.group]
+        header = UnregisterClientRequestHeader(self.client_id, consumer_group=member.group)
+        await asyncio.gather(*(self._unregister(addr, header)
+                               for addr in self.routes.broker_addrs()))
 
     # -- requests ------------------------------------------------------------------------------
     async def invoke(self, addr: str, request: RemotingCommand, timeout_s: float | None = None,

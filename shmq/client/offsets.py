@@ -24,21 +24,33 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final, Protocol
 
 from shmq.errors import ClientError
-from shmq.protocol import MessageQueue
+from shmq.protocol import ConsumeFromWhere, MessageQueue
 
 from .consumer_api import ConsumerApi
+from .received import RETRY_GROUP_TOPIC_PREFIX
 
-__all__ = ["DEFAULT_OFFSET_DIR", "LocalOffsetStore", "OffsetStore", "RemoteOffsetStore"]
+__all__ = [
+    "DEFAULT_OFFSET_DIR",
+    "LocalOffsetStore",
+    "OffsetStore",
+    "RemoteOffsetStore",
+    "start_offset",
+]
 
 log = logging.getLogger(__name__)
 
 #: default directory of broadcasting consumers' offset files (Java: ~/.rocketmq_offsets)
 DEFAULT_OFFSET_DIR: Final = Path.home() / ".shmq_offsets"
+_LAST_OFFSET_POLICIES: Final = frozenset({
+    ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
+    ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST,
+    ConsumeFromWhere.CONSUME_FROM_MAX_OFFSET})
 
 
 class OffsetStore(Protocol):
@@ -183,3 +195,25 @@ class LocalOffsetStore(_MemoryTable):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+async def start_offset(api: ConsumerApi, offsets: OffsetStore, mq: MessageQueue,
+                       policy: ConsumeFromWhere, timestamp_ms: int | None = None) -> int:
+    """Where to start reading `mq`: the stored offset, else the policy's (Java
+    `RebalancePushImpl.computePullFromWhereWithException`).
+
+    Raises:
+        BrokerUnreachable, RequestTimeout, ConnectionLost, NoRouteInfo, BrokerError: unknown
+            now (the caller tries again later; Java skips the queue this rebalance).
+    """
+    stored = await offsets.read_store(mq)
+    if stored is not None:
+        return stored
+    if policy in _LAST_OFFSET_POLICIES:
+        if mq.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+            return 0
+        return await api.max_offset(mq)
+    if policy == ConsumeFromWhere.CONSUME_FROM_TIMESTAMP:
+        when = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000) - 1_800_000
+        return await api.search_offset(mq, when)
+    return 0

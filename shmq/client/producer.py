@@ -120,7 +120,7 @@ _FACADE_MARGIN_S: Final = 10.0
 #: topic names clients may use (behaviours.md §2)
 _TOPIC_NAME: Final = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 #: response codes meaning "stored" -> SendResult status (Java `SendStatus`)
-_STORED: Final = {
+_STORED: Final[dict[int, str]] = {
     ResponseCode.SUCCESS: "SEND_OK",
     ResponseCode.FLUSH_DISK_TIMEOUT: "FLUSH_DISK_TIMEOUT",
     ResponseCode.FLUSH_SLAVE_TIMEOUT: "FLUSH_SLAVE_TIMEOUT",
@@ -139,18 +139,13 @@ QueueChoice = MessageQueue | int | QueueSelector | None
 
 def send_status(code: int) -> str | None:
     """The SendResult status for a response code that means "stored", else None."""
-    return _STORED.get(ResponseCode(code)) if code in _STORED else None
+    return _STORED.get(code)
 
 
 def select_by_hash(key: str, count: int) -> int:
-    """Java `SelectMessageQueueByHash`: `abs(key.hashCode() % count)`."""
-    return abs(_java_mod(java_string_hash(key), count))
-
-
-def _java_mod(value: int, count: int) -> int:
-    """Java's `%` (the sign follows the dividend)."""
-    rest = abs(value) % count
-    return -rest if value < 0 else rest
+    """Java `SelectMessageQueueByHash`: `abs(key.hashCode() % count)`, which is
+    `abs(hash) % count` (Java's `%` takes the dividend's sign)."""
+    return abs(java_string_hash(key)) % count
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ class PullStatus(enum.Enum):
     OFFSET_ILLEGAL = "OFFSET_ILLEGAL"  #: PULL_OFFSET_MOVED: continue at next_begin_offset
 
 
-_STATUS: Final = {
+_STATUS: Final[dict[int, PullStatus]] = {
     ResponseCode.SUCCESS: PullStatus.FOUND,
     ResponseCode.PULL_NOT_FOUND: PullStatus.NO_NEW_MSG,
     ResponseCode.PULL_RETRY_IMMEDIATELY: PullStatus.NO_MATCHED_MSG,
@@ -75,10 +75,7 @@ _STATUS: Final = {
 
 def pull_status(code: int) -> PullStatus | None:
     """The status of a pull answered with `code`; None for an error code."""
-    for known, status in _STATUS.items():
-        if code == known:
-            return status
-    return None
+    return _STATUS.get(code)
 
 
 @dataclass(frozen=True, slots=True)

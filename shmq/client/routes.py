@@ -267,20 +267,24 @@ class RouteTable:
         return self._routes.get(topic)
 
     async def route(self, topic: str, *, refresh: bool = False) -> TopicRoute | None:
-        """`topic`'s route, from the cache unless `refresh` or not cached; None if it has none.
+        """`topic`'s own route (never one borrowed from TBW102), from the cache unless
+        `refresh` or not cached; None if it has none.
 
         Raises:
             NameServerUnavailable: not cached and no name server answered.
         """
         cached = self._routes.get(topic)
+        if cached is not None and cached.from_default_topic:
+            cached = None
         if cached is not None and not refresh:
             return cached
         try:
-            return await self.refresh(topic)
+            route = await self.refresh(topic)
         except NameServerUnavailable:
             if cached is None:
                 raise
             return cached
+        return None if route is None or route.from_default_topic else route
 
     async def refresh(self, topic: str) -> TopicRoute | None:
         """Fetch `topic`'s route now and cache it; a missing route keeps the cached one.
@@ -304,12 +308,13 @@ class RouteTable:
             NoRouteInfo: neither `topic` nor TBW102 has a writable queue.
             NameServerUnavailable: nothing cached and no name server answered.
         """
-        route = await self.route(topic, refresh=refresh)
-        if route is not None and not route.from_default_topic:
+        cached = self._routes.get(topic)
+        if cached is not None and cached.publish_queues and not refresh:
+            return cached  # its own, or borrowed: Java sends on either without asking again
+        route = await self.route(topic, refresh=True)
+        if route is not None:
             if not route.publish_queues:  # Java: a known topic never borrows TBW102's route
                 raise NoRouteInfo(topic, "no writable queue on a broker name with a master")
-            return route
-        if route is not None and not refresh:
             return route
         template = await self.fetch(self.create_topic_key)
         if template is None:

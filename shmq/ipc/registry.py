@@ -31,7 +31,7 @@ import numpy as np
 
 from shmq.errors import IpcError
 from shmq.ipc.document import SharedDocument
-from shmq.ipc.ring import Ring
+from shmq.ipc.ring import SEMAPHORE_SUFFIXES, Ring
 from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, unlink_segment, unlink_semaphore
 from shmq.ipc.table import SharedTable
 from shmq.ipc.wakeup import create_semaphore, is_process_alive
@@ -118,7 +118,7 @@ class BrokerShm:
             for direction in ("req", "cmp"):
                 name = ring_name(row, generation, w, direction)
                 unlink_segment(self.instance, name, missing_ok=True)
-                for sem in ("data", "space"):
+                for sem in SEMAPHORE_SUFFIXES:
                     unlink_semaphore(self.instance, f"{name}.{sem}", missing_ok=True)
 
     def reap_dead_producers(self) -> int:

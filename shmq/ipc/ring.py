@@ -145,6 +145,8 @@ if sys.byteorder != "little":  # pragma: no cover - x86-64 is the target (see th
 
 _DATA_SEM: Final = "cwake"  #: suffix of the semaphore the consumer parks on
 _SPACE_SEM: Final = "pwake"  #: suffix of the semaphore the producer parks on
+#: Suffixes of a ring's two semaphores (`<ring name>.<suffix>`), for whoever cleans up.
+SEMAPHORE_SUFFIXES: Final = (_DATA_SEM, _SPACE_SEM)
 _PRODUCER: Final = "producer"
 _CONSUMER: Final = "consumer"
 

@@ -304,10 +304,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             doc="Entries per key-index file; a full file is followed by a new one. Like "
                 "`store.index_slots`, it must match the index files already on disk."),
     # --- [ring]
-    Setting("ring.bytes", int, default=4 << 20, unit="bytes", check=RING_CAPACITY,
+    Setting("ring.bytes", int, default=16 << 20, unit="bytes", check=RING_CAPACITY,
             doc="Capacity of each shared-memory ring; there is one per (producer, writer) pair, "
                 "so rings take up to `ring.max_producers` x `writers` x `ring.bytes` of shared "
-                "memory. One ring record carries at most `ring.bytes / 2 - 8` bytes."),
+                "memory. One ring record carries at most `ring.bytes / 2 - 8` bytes, so the "
+                "default (16 MiB) carries a batch of bodies up to `broker.max_body_bytes` "
+                "(4 MiB) with room to spare."),
     Setting("ring.spin_us", int, default=50, unit="us", check=between(0, 1_000_000),
             doc="How long a waiting process (a writer with empty rings, a producer waiting for "
                 "its completion) spins before it parks on a semaphore. Longer spins trade CPU "

@@ -692,7 +692,9 @@ class ConsumeQueue:
         else:
             chosen = _tag_mask(window["tag_hash"], tag_hashes).nonzero()[0]
         matched = len(chosen)
-        if not final and matched < max_count:
+        if not final and matched <= max_count:
+            # Not more matches than wanted: the full scan might find the count is not what cut
+            # it short, and then its next_offset is the end of the longer range.
             return None
         k = min(matched, max_count)
         chosen_sizes = window["size"][chosen[:k]].astype(np.int64)

@@ -27,7 +27,7 @@ try:
     producer.set_namesrv_addr(args["namesrv"])
     producer.set_timeout(5000)
     producer.start()
-    for item in args["messages"]:
+    def build(item):
         message = Message(args["topic"])
         if item.get("tags"):
             message.set_tags(item["tags"])
@@ -36,6 +36,21 @@ try:
         for name, value in item.get("props", {}).items():
             message.set_property(name, value)
         message.set_body(item["body"])
+        return message
+
+    for chunk in args.get("batches", []):  # lists of message indexes sent as one batch
+        items = [args["messages"][i] for i in chunk]
+        try:
+            result = producer.send_batch([build(item) for item in items])
+            for item in items:
+                print("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
+                      result.offset, flush=True)
+        except Exception as err:
+            for item in items:
+                print("FAILED", item["props"]["acc_seq"], type(err).__name__,
+                      str(err).replace("\n", " ")[:300], flush=True)
+    for item in args["messages"] if not args.get("batches") else []:
+        message = build(item)
         try:
             if args.get("orderly"):
                 result = producer.send_orderly(message, item["shard"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,22 +31,17 @@ from .helpers import pull_request, run, send_request
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def broker_env(**extra: str) -> dict[str, str]:
-    return {"SHMQ_BROKER_PORT": str(free_port()), "SHMQ_NAMESRV_PORT": str(free_port()), **extra}
+    """Extra settings of a test broker (the launcher picks free ports for it)."""
+    return dict(extra)
 
 
 def address(broker: BrokerProcess) -> str:
-    return f"127.0.0.1:{broker.env['SHMQ_BROKER_PORT']}"
+    return f"127.0.0.1:{broker.env.get('SHMQ_BROKER_PORT', '10911')}"
 
 
 def namesrv(broker: BrokerProcess) -> str:
-    return f"127.0.0.1:{broker.env['SHMQ_NAMESRV_PORT']}"
+    return f"127.0.0.1:{broker.env.get('SHMQ_NAMESRV_PORT', '9876')}"
 
 
 def records(body: bytes | memoryview | None) -> list[StoredMessage]:
@@ -89,7 +84,7 @@ def test_send_and_pull_round_trip(broker: BrokerProcess) -> None:
                 assert message.properties["KEYS"] == f"k{seq}"
                 assert message.properties["TAGS"] == "AB"[seq % 2]
                 assert message.queue_id == seq % 4
-                assert message.store_port == int(broker.env["SHMQ_BROKER_PORT"])
+                assert message.store_port == int(address(broker).rpartition(":")[2])
                 assert broker_msg_id(message) == sent[seq]["msgId"]
 
     run(scenario())
@@ -193,7 +188,7 @@ def test_topic_not_exist_when_auto_create_is_off(tmp_path: Path) -> None:
 
 def test_offsets_and_messages_survive_a_broker_restart(tmp_path: Path) -> None:
     env = broker_env()
-    instance = "tb" + next(iter(env.values()))
+    instance = "tb" + uuid.uuid4().hex[:10]
 
     def query(addr: str, queue_id: int) -> RemotingCommand:
         return run(call(addr, make_request(RequestCode.QUERY_CONSUMER_OFFSET, 0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ def clients() -> Iterator[list[cpp.ClientRun]]:
 
 
 def namesrv(broker: BrokerProcess) -> str:
-    return f"127.0.0.1:{broker.env['SHMQ_NAMESRV_PORT']}"
+    return f"127.0.0.1:{broker.env.get('SHMQ_NAMESRV_PORT', '9876')}"
 
 
 def messages(count: int, run: str, tags: str = "ABC") -> list[dict[str, Any]]:
@@ -110,6 +111,24 @@ def create_topic(broker: BrokerProcess, topic: str, queues: int = 4) -> None:
         topic, "TBW102", queues, queues, 6, "SINGLE_TAG").to_ext_fields())
     response = run(call(address(broker), request))
     assert response.code == ResponseCode.SUCCESS, response.remark
+
+
+def test_batches_from_the_cpp_producer_arrive_message_by_message(
+        broker: BrokerProcess, tmp_path: Path,
+        clients: list[cpp.ClientRun]) -> None:
+    items = messages(20, "batch", tags="AB")
+    for item in items[:10]:
+        item["body"] = item["body"] + "-" + "x" * 1000  # > 4 KiB in all: deflated as a whole
+    produce(broker, tmp_path / "producer", "AccBatch", items,
+            batches=[list(range(10)), list(range(10, 20))])
+    got = consume(consumer(broker, tmp_path / "consumer", "AccBatch", "acc-batch", clients,
+                           expression="A", expect=10))
+    assert Counter(m["seq"] for m in got) == Counter(str(i) for i in range(0, 20, 2))
+    by_seq = {m["seq"]: m for m in got}
+    for item in items[::2]:
+        m = by_seq[item["props"]["acc_seq"]]
+        assert (m["body"], m["keys"], m["prop"]) == (
+            item["body"], item["keys"], item["props"]["acc_prop"])
 
 
 def test_two_consumers_of_a_group_split_the_queues(
@@ -187,7 +206,7 @@ def test_a_failed_message_comes_back_through_the_retry_topic(
 def test_messages_survive_a_broker_restart_between_produce_and_consume(
         tmp_path: Path, clients: list[cpp.ClientRun]) -> None:
     env = broker_env()
-    instance = "ti" + env["SHMQ_BROKER_PORT"]
+    instance = "ti" + uuid.uuid4().hex[:10]
     items = messages(15, "restart", tags="AB")
     with running_broker(tmp_path, writers=2, env=env, instance=instance) as broker:
         produce(broker, tmp_path / "producer", "AccRestart", items)

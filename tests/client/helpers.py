@@ -10,8 +10,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from shmq.message.record import encode_record
 from shmq.namesrv import NameServer
 from shmq.protocol import (
+    ConsumerListBody,
+    LockBatchRequestBody,
+    LockBatchResponseBody,
+    MessageQueue,
+    PullMessageRequestHeader,
     RemotingCommand,
     RequestCode,
     ResponseCode,
@@ -143,3 +149,97 @@ async def fake_brokers(*names: str, handler: Handler = stored) -> AsyncIterator[
     finally:
         for broker in brokers:
             await broker.aclose()
+
+
+# -- a broker in memory: enough of send, pull and offsets to drive the consumers ----------------
+
+
+def record(topic: str, queue_id: int, queue_offset: int, body: bytes,
+           properties: Mapping[str, str] | None = None, *, phys_offset: int = 0,
+           sysflag: int = 0, reconsume_times: int = 0) -> bytes:
+    """One stored record, as a pull body carries it."""
+    return encode_record(topic=topic, body=body, properties=dict(properties or {}),
+                         queue_id=queue_id, queue_offset=queue_offset, phys_offset=phys_offset,
+                         sysflag=sysflag, born_host="127.0.0.1", born_port=1, store_host="127.0.0.1",
+                         store_port=10911, born_timestamp_ms=1, store_timestamp_ms=2,
+                         reconsume_times=reconsume_times)
+
+
+@dataclass
+class MemoryStore:
+    """Queues of records and group offsets; `handle` answers like a broker would."""
+
+    queues: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+    offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    consumer_ids: dict[str, list[str]] = field(default_factory=dict)
+    sent_back: list[int] = field(default_factory=list)
+    locks: dict[tuple[str, MessageQueue], str] = field(default_factory=dict)
+    phys: int = 0
+
+    def append(self, topic: str, queue_id: int, body: bytes,
+               properties: Mapping[str, str] | None = None) -> int:
+        queue = self.queues.setdefault((topic, queue_id), [])
+        queue.append(record(topic, queue_id, len(queue), body, properties,
+                            phys_offset=self.phys))
+        self.phys += 1000
+        return len(queue) - 1
+
+    def handle(self, broker: FakeBroker, request: RemotingCommand) -> RemotingCommand | None:
+        fields = request.ext_fields
+        code = request.code
+        if code == RequestCode.PULL_MESSAGE:
+            return self._pull(request)
+        if code == RequestCode.QUERY_CONSUMER_OFFSET:
+            key = (fields["consumerGroup"], fields["topic"], int(fields["queueId"]))
+            if key not in self.offsets:
+                return make_response(request, ResponseCode.QUERY_NOT_FOUND, "not found")
+            return make_response(request, ResponseCode.SUCCESS,
+                                 ext_fields={"offset": str(self.offsets[key])})
+        if code == RequestCode.UPDATE_CONSUMER_OFFSET:
+            key = (fields["consumerGroup"], fields["topic"], int(fields["queueId"]))
+            self.offsets[key] = int(fields["commitOffset"])
+            return make_response(request, ResponseCode.SUCCESS)
+        if code in (RequestCode.GET_MAX_OFFSET, RequestCode.GET_MIN_OFFSET):
+            size = len(self.queues.get((fields["topic"], int(fields["queueId"])), []))
+            value = size if code == RequestCode.GET_MAX_OFFSET else 0
+            return make_response(request, ResponseCode.SUCCESS, ext_fields={"offset": str(value)})
+        if code == RequestCode.GET_CONSUMER_LIST_BY_GROUP:
+            ids = self.consumer_ids.get(fields["consumerGroup"], [])
+            return make_response(request, ResponseCode.SUCCESS,
+                                 body=ConsumerListBody(tuple(ids)).encode())
+        if code == RequestCode.CONSUMER_SEND_MSG_BACK:
+            self.sent_back.append(int(fields["offset"]))
+            return make_response(request, ResponseCode.SUCCESS)
+        if code == RequestCode.LOCK_BATCH_MQ:
+            return self._lock(request)
+        if code in (RequestCode.UNLOCK_BATCH_MQ, RequestCode.UNREGISTER_CLIENT):
+            return make_response(request, ResponseCode.SUCCESS)
+        return stored(broker, request)
+
+    def _lock(self, request: RemotingCommand) -> RemotingCommand:
+        body = LockBatchRequestBody.decode(request.body or b"{}")
+        held = []
+        for mq in body.mq_set:
+            owner = self.locks.setdefault((body.consumer_group, mq), body.client_id)
+            if owner == body.client_id:
+                held.append(mq)
+        return make_response(request, ResponseCode.SUCCESS,
+                             body=LockBatchResponseBody(tuple(held)).encode())
+
+    def _pull(self, request: RemotingCommand) -> RemotingCommand:
+        header = PullMessageRequestHeader.from_ext_fields(request.ext_fields)
+        if header.sys_flag & 0x1:
+            self.offsets[(header.consumer_group, header.topic, header.queue_id)] = (
+                header.commit_offset)
+        queue = self.queues.get((header.topic, header.queue_id), [])
+        start = header.queue_offset
+        picked = queue[start:start + header.max_msg_nums]
+        fields = {"suggestWhichBrokerId": "0", "minOffset": "0", "maxOffset": str(len(queue)),
+                  "nextBeginOffset": str(start + len(picked))}
+        if start > len(queue):
+            fields["nextBeginOffset"] = str(len(queue))
+            return make_response(request, ResponseCode.PULL_OFFSET_MOVED, ext_fields=fields)
+        if not picked:
+            return make_response(request, ResponseCode.PULL_NOT_FOUND, ext_fields=fields)
+        return make_response(request, ResponseCode.SUCCESS, ext_fields=fields,
+                             body=b"".join(picked))

@@ -50,7 +50,7 @@ from shmq.protocol import (
     make_response,
 )
 
-from .helpers import FakeBroker, fake_brokers, name_server, run, stored
+from .helpers import FakeBroker, Handler, fake_brokers, name_server, run, stored
 
 UNIQ = UniqKeyGenerator("127.0.0.1")
 
@@ -141,7 +141,7 @@ def header(request: RemotingCommand) -> SendMessageRequestHeaderV2:
     return SendMessageRequestHeaderV2.from_ext_fields(request.ext_fields)
 
 
-def answer(code: int) -> object:
+def answer(code: int) -> Handler:
     def handler(broker: FakeBroker, request: RemotingCommand) -> RemotingCommand:
         return make_response(request, code, f"{broker.name} says {code}")
     return handler

@@ -29,7 +29,7 @@ def ids(result: list[MessageQueue]) -> list[int]:
     return [q.queue_id for q in result]
 
 
-ALL = [allocate_averagely, allocate_by_circle, ConsistentHashAllocator(),
+ALL: list[AllocateStrategy] = [allocate_averagely, allocate_by_circle, ConsistentHashAllocator(),
        ConsistentHashAllocator(virtual_nodes=1)]
 
 

@@ -83,7 +83,14 @@ def test_routes_from_a_real_name_server() -> None:
             borrowed = await table.publish_route("Missing")
             assert borrowed.from_default_topic
             assert qids(borrowed.publish_queues) == [("broker-a", i) for i in range(4)]
-            assert table.cached("T") is got  # cached: no new request
+            asked = ns.statistics().requests_by_code[105]
+            assert await table.publish_route("Missing") is borrowed  # cached: not asked again
+            assert await table.route("T") is got
+            assert ns.statistics().requests_by_code[105] == asked
+            assert await table.route("Missing") is None  # consumers never see a borrowed route
+            await a.register(ns, {"T": (4, 4, 6), "TBW102": (8, 8, 7), "Missing": (2, 2, 6)})
+            created = await table.publish_route("Missing", refresh=True)
+            assert not created.from_default_topic and len(created.publish_queues) == 2
     run(scenario())
 
 

@@ -54,7 +54,7 @@ def test_defaults_with_no_file_and_an_empty_env() -> None:
     assert cfg.namesrv.addresses == ("127.0.0.1:9876",) and cfg.namesrv.enabled is True
     assert (cfg.store.segment_bytes, cfg.store.flush) == (1 << 30, FlushMode.ASYNC)
     assert (cfg.store.retention_hours, cfg.store.min_free_bytes) == (72.0, 512 << 20)
-    assert (cfg.ring.bytes, cfg.ring.spin_us, cfg.ring.low_latency) == (4 << 20, 50, False)
+    assert (cfg.ring.bytes, cfg.ring.spin_us, cfg.ring.low_latency) == (16 << 20, 50, False)
     assert (cfg.supervisor.restart_backoff_s, cfg.supervisor.restart_backoff_max_s) == (0.5, 10.0)
     assert (cfg.supervisor.max_restarts, cfg.supervisor.restart_window_s) == (5, 60.0)
     assert (cfg.log.level, cfg.log.file) == (LogLevel.INFO, None)

@@ -467,3 +467,18 @@ def test_closed_queue_refuses_calls_and_stale_temporary_files_are_removed(tmp_pa
     cq.close()
     with pytest.raises(ConsumeQueueError, match="closed"):
         cq.select(0, 1, None)
+
+
+def test_select_short_window_gives_the_same_next_offset_as_a_full_scan(tmp_path: Path) -> None:
+    """Regression: the short first window returned its own end as next_offset when it held
+    exactly max_count matches, where a full scan continues past them."""
+    n = 300
+    tags = [TAG_A if i < 32 else TAG_B for i in range(n)]  # exactly 32 matches, all early
+    offsets, sizes, tag_col = columns(n, first_phys=5000, tags=tags, seed=1)
+    with open_cq(tmp_path, entries_per_file=1000) as cq:
+        cq.append(0, offsets, sizes, tag_col)
+        sel = cq.select(0, 32, np.asarray([TAG_A], dtype=np.int64))
+        assert sel.queue_offsets.tolist() == list(range(32))
+        assert sel.next_offset == n  # the whole range was scanned, nothing else matched
+        more = cq.select(0, 16, np.asarray([TAG_A], dtype=np.int64))
+        assert more.next_offset == 16  # cut short by the count

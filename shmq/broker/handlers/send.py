@@ -210,7 +210,9 @@ def _single_message(broker: Broker, header: SendMessageRequestHeader, body: byte
 def _batch_messages(broker: Broker, header: SendMessageRequestHeader,
                     body: bytes) -> list[_Message]:
     if header.sys_flag & rec.COMPRESSED_FLAG:
+        compressed = len(body)
         body = _inflate(body, broker.settings.max_frame_bytes)
+        log.debug("batch for %s: inflated %d -> %d bytes", header.topic, compressed, len(body))
     entries = decode_batch_body(body)
     if not entries:
         raise MessageIllegal("the batch body holds no message")
