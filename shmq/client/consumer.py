@@ -475,6 +475,9 @@ class AsyncPullConsumer:
         state.buffer.clear()
         state.next_offset = offset
         state.generation += 1
+        if state.pulling is not None:
+            state.pulling.cancel()
+            state.pulling = None
 
     async def seek_to_begin(self, mq: MessageQueue) -> None:
         """Read `mq` from its min offset."""
