@@ -174,7 +174,7 @@ class Writer:
     def _has_work(self) -> bool:
         if int(self.shm.version.array[0]) != self._seen_version:
             return True
-        return any(link.rings[0].statistics().used_bytes for link in self._links.values())
+        return any(link.requests.is_readable() for link in self._links.values())
 
     def poll_once(self) -> int:
         """Serve every request waiting now; return how many there were."""

@@ -37,6 +37,7 @@ from shmq.protocol import (
     LockBatchResponseBody,
     MessageQueue,
     PullMessageRequestHeader,
+    PullSysFlag,
     QueryConsumerOffsetRequestHeader,
     QueryConsumerOffsetResponseHeader,
     RequestCode,
@@ -65,10 +66,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: PullSysFlag bits (request-codes.md §4 PULL_MESSAGE; Java `PullSysFlag`)
-PULL_COMMIT_OFFSET: Final = 0x1
-PULL_SUSPEND: Final = 0x2
-PULL_SUBSCRIPTION: Final = 0x4
+PULL_COMMIT_OFFSET: Final = PullSysFlag.COMMIT_OFFSET
+PULL_SUSPEND: Final = PullSysFlag.SUSPEND
+PULL_SUBSCRIPTION: Final = PullSysFlag.SUBSCRIPTION
 #: messages asked for per pull (all three reference clients: 32)
 DEFAULT_PULL_BATCH_SIZE: Final = 32
 #: long-poll hold asked of the broker (all three reference clients: 15 s)

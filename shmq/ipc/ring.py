@@ -858,6 +858,10 @@ class RingConsumer:
         """
         return self._sleeper.wait(self._is_readable, timeout_s, self._check_producer_alive)
 
+    def is_readable(self) -> bool:
+        """Whether a record (or the close) is waiting: two shared loads, no side effects."""
+        return self._readable()
+
     def _readable(self) -> bool:
         counters = self._counters
         return counters[_HEAD] != self._tail or counters[_PSTATE] == STATE_CLOSED or self._closed

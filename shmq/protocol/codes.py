@@ -14,7 +14,7 @@ Decoded commands carry `code` as a plain `int`: a peer may send any number, and 
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 from typing import Final
 
 __all__ = [
@@ -37,6 +37,15 @@ RPC_ONEWAY: Final = 1
 FLAG_RESPONSE: Final = 1 << RPC_TYPE
 #: `flag` value bit of a oneway request.
 FLAG_ONEWAY: Final = 1 << RPC_ONEWAY
+
+
+class PullSysFlag(IntFlag):
+    """`sysFlag` bits of PULL_MESSAGE (request-codes.md §4; Java `PullSysFlag`)."""
+
+    COMMIT_OFFSET = 0x1  #: store the request's commitOffset
+    SUSPEND = 0x2  #: hold the pull (long polling) when there is nothing new
+    SUBSCRIPTION = 0x4  #: the request carries its subscription expression
+    CLASS_FILTER = 0x8  #: class filter (deprecated; reads everything)
 
 
 class SerializeType(IntEnum):

@@ -148,12 +148,6 @@ class SegmentSet:
     def for_offset(self, offset: int) -> Segment:
         return self.get(self.segment_start(offset))
 
-    def ensure(self, start: int) -> None:
-        """Create the segment file at `start` if it is missing (no mapping is kept)."""
-        path = self.path_of(start)
-        if not path.exists():
-            create_segment_file(path, self.segment_bytes)
-
     def forget(self, start: int) -> None:
         """Unmap a segment (before deleting its file)."""
         seg = self._open.pop(start, None)

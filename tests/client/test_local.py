@@ -119,7 +119,10 @@ def test_writer_killed_mid_send_fails_in_flight_and_recovers(tmp_path: Path) -> 
                     outcomes.append("ok")
                 except WriterGone:
                     outcomes.append("gone")
-            assert "gone" in outcomes or outcomes == ["ok"] * 10
+            # What is checked: every in-flight send ends (no hang) with a clear outcome;
+            # result(15) raises TimeoutError otherwise. Either outcome is allowed: the
+            # restarted writer may serve requests still waiting in the ring.
+            assert len(outcomes) == 10
             wait_until(lambda: broker.pid_of("writer-0") not in (0, pid), 20, "writer restart")
             after = p.send("K", b"after")
             assert after.status == "SEND_OK"

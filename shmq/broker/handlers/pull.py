@@ -36,6 +36,7 @@ from shmq.protocol import (
     EXPRESSION_TAG,
     PullMessageRequestHeader,
     PullMessageResponseHeader,
+    PullSysFlag,
     RemotingCommand,
     ResponseCode,
     make_response,
@@ -61,10 +62,10 @@ __all__ = [
     "pull_message",
 ]
 
-FLAG_COMMIT_OFFSET: Final = 0x1  #: PullSysFlag: store commitOffset
-FLAG_SUSPEND: Final = 0x2  #: PullSysFlag: hold the pull when there is nothing new
-FLAG_SUBSCRIPTION: Final = 0x4  #: PullSysFlag: the request carries its subscription
-FLAG_CLASS_FILTER: Final = 0x8  #: PullSysFlag: class filter (deprecated; reads everything)
+FLAG_COMMIT_OFFSET: Final = PullSysFlag.COMMIT_OFFSET
+FLAG_SUSPEND: Final = PullSysFlag.SUSPEND
+FLAG_SUBSCRIPTION: Final = PullSysFlag.SUBSCRIPTION
+FLAG_CLASS_FILTER: Final = PullSysFlag.CLASS_FILTER
 #: longest hold: the clients give a suspended pull 30 s
 MAX_HOLD_S: Final = 25.0
 
