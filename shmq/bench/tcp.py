@@ -48,7 +48,7 @@ from shmq.protocol import (
     SendMessageRequestHeaderV2,
     make_request,
 )
-from shmq.remoting import RemotingClient
+from shmq.remoting import RemotingClient, run_loop
 from shmq.runtime.launcher import start_broker
 
 __all__ = ["FIGURES", "run_matrix", "run_once"]
@@ -204,7 +204,7 @@ def _measure_shmq(addr: str, size: int, messages: int) -> dict[str, float]:
         async with ShmqTarget(addr, QUEUES).session() as target:
             return await measure(target, size, messages)
 
-    return asyncio.run(go())
+    return run_loop(go())
 
 
 def _measure_peer(name: str, tmp: Path, size: int, messages: int) -> dict[str, float]:
@@ -214,7 +214,7 @@ def _measure_peer(name: str, tmp: Path, size: int, messages: int) -> dict[str, f
             async with peer.session() as target:
                 return await measure(target, size, messages)
 
-        return asyncio.run(go())
+        return run_loop(go())
 
 
 @contextlib.contextmanager

@@ -12,25 +12,28 @@ completion ring per writer (an acceptor that only serves consumers holds none). 
    thread, then rings the writer's doorbell if the writer is parked;
 2. registers an `asyncio.Future` under the request id and awaits it.
 
-Completions come back on one small thread per writer. Each parks on its completion ring (no
-spinning: a spinning thread would take the GIL from the event loop), reads what arrived in one
-batch and hands the batch to the loop with one `call_soon_threadsafe`, where the futures are
-resolved. Each ring end is used by exactly one thread: request rings by the loop, completion
-ring w by thread w.
+Completions come back on the event loop itself, with no thread: the completion rings are
+created with FIFO bells (`Ring.create(consumer_fifo=True)`) whose descriptors the loop watches.
+When the loop has read everything there is, it announces itself on each ring (`announce`,
+then one re-check), so a writer posts the bell (one byte) with its next completion, and only
+then. The loop wakes, withdraws the announcement, reads the completions in batches and
+resolves their futures. A writer's answer thus costs one wake-up of the loop, instead of a
+thread's wake-up, a hand-over to the loop (a second wake-up) and a wait for the GIL while the
+loop was busy.
 
 Failures never hang a send:
 
 * Back-pressure: when the ring has no room, the append waits on the loop (a short sleep loop,
   FIFO per writer so a waiting send is not overtaken) for at most `busy_wait_s`, then fails
   with `WritePathBusy` (SYSTEM_BUSY): nothing was sent.
-* Writer death: the completion thread, finding nothing to read for a park slice while appends
-  are in flight, checks the writer's pid (the writer-stats table); a dead writer fails every
-  append written while it was alive with `WriterGone` (outcome unknown). Appends written while
+* Writer death: while appends are in flight, a timer on the loop checks every `_SLICE_S` the
+  writers' pids (the writer-stats table); a dead writer fails every append written while it
+  was alive with `WriterGone` (outcome unknown). Appends written while
   no writer was alive wait for its restarted successor, which takes them from the ring.
 * A writer that never answers: every append has a deadline (`timeout_s`), swept on the loop,
   after which it fails with `SendTimedOut` (outcome unknown). A late completion is ignored.
 
-`close()` stops the threads, fails what is still in flight with `ChannelClosed` and gives the
+`close()` stops watching the bells, fails what is still in flight with `ChannelClosed` and gives the
 registry row back (unlinking the rings). Call `drain()` first to let in-flight appends finish.
 """
 
@@ -39,15 +42,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
 from shmq.errors import IpcError
-from shmq.ipc.errors import PeerGone, RingClosed
+from shmq.ipc.errors import RingClosed
 from shmq.ipc.layout import max_payload_bytes
 from shmq.ipc.registry import (
     BrokerShm,
@@ -93,11 +94,11 @@ DEFAULT_BUSY_WAIT_S: Final = 0.2
 DEFAULT_TIMEOUT_S: Final = 3.0
 _COMPLETION_RING_BYTES: Final = 1 << 20
 _READ_BATCH: Final = 512
-#: a completion thread's park slice: how soon it notices a dead writer or a close
+#: how often the writers' pids are checked while appends are in flight
 _SLICE_S: Final = 0.05
 _SWEEP_S: Final = 0.1
 _ROOM_POLL_S: Final = (0.0002, 0.001, 0.005)
-#: park at once: a spinning thread would hold the GIL the event loop needs
+#: the completion rings are read from the loop, never waited on with a blocking park
 _COMPLETION_POLICY: Final = WaitPolicy(spin_us=0.0, min_spin_us=0.0, max_spin_us=0.0,
                                        adaptive=False, recheck_us=500.0, park_slice_s=_SLICE_S)
 
@@ -114,12 +115,11 @@ class _Pending:
 
 @dataclass(slots=True)
 class _Rings:
-    """What exists once the channel has attached: our registry row, ring ends, threads."""
+    """What exists once the channel has attached: our registry row and ring ends."""
 
     slot: ProducerSlot
     requests: list[RingProducer]
     completions: list[RingConsumer]
-    threads: list[threading.Thread]
 
 
 class WriteChannel:
@@ -144,13 +144,13 @@ class WriteChannel:
         self._max_payload = max_payload_bytes(ring_bytes)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._in_flight = [0] * self._writers  # read by the completion threads
+        self._in_flight = [0] * self._writers
         self._dead_pids: set[int] = set()
         self._waiters = [0] * self._writers
         self._room_locks = [asyncio.Lock() for _ in range(self._writers)]
         self._topics: dict[str, tuple[bytes, int]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        self._stop = threading.Event()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
 
     @classmethod
@@ -181,18 +181,17 @@ class WriteChannel:
         if self._rings is not None:
             return
         try:
-            slot = attach_producer(self._shm, self._ring_bytes, _COMPLETION_RING_BYTES)
+            slot = attach_producer(self._shm, self._ring_bytes, _COMPLETION_RING_BYTES,
+                                   completion_fifo=True)
         except IpcError as err:
             raise ServiceUnavailable(f"the acceptor cannot attach to the writers: {err}") from err
         requests = [r.producer(self._policy) for r in slot.requests]
         completions = [r.consumer(_COMPLETION_POLICY) for r in slot.completions]
-        threads = [threading.Thread(target=self._completion_loop, args=(w, completions[w]),
-                                    daemon=True, name=f"shmq-completions-w{w}")
-                   for w in range(self._writers)]
-        self._rings = _Rings(slot, requests, completions, threads)
+        self._rings = _Rings(slot, requests, completions)
         self._max_payload = min(r.max_payload_bytes for r in requests)
-        for thread in threads:
-            thread.start()
+        for w, consumer in enumerate(completions):
+            self._loop.add_reader(consumer.fileno(), self._on_bell, w)
+            self._loop.call_soon(self._on_bell, w)  # reads (none yet), then announces
         log.info("acceptor attached to %d writers (registry row %d)", self._writers, slot.row)
 
     # -- state -----------------------------------------------------------------------------------
@@ -253,6 +252,7 @@ class WriteChannel:
             if self._waiters[writer] or not self._try_write(writer, pieces, size):
                 await self._write_when_room(writer, pieces, size)
             self._arm_sweeper()
+            self._arm_watchdog()
             return await pending.future
         finally:
             self._pending.pop(rid, None)
@@ -349,43 +349,56 @@ class WriteChannel:
         if self._pending:
             self._arm_sweeper()
 
-    # -- completions (thread side) -----------------------------------------------------------------
+    # -- completions: read on the loop when a bell rings ------------------------------------------
 
-    def _completion_loop(self, writer: int, consumer: RingConsumer) -> None:
-        deliver: Callable[[list[Completion]], None] = self._on_completions
-        while not self._stop.is_set():
-            try:
+    def _on_bell(self, writer: int) -> None:
+        """Writer `writer`'s completion bell rang (or we were asked to look): read everything,
+        resolve it, and announce ourselves again before going back to the loop."""
+        rings = self._rings
+        if rings is None or self._closed:
+            return
+        consumer = rings.completions[writer]
+        consumer.retire()
+        try:
+            while True:
                 records = consumer.read_batch(_READ_BATCH)
-                if not records:
-                    if not consumer.wait_readable(_SLICE_S):
-                        self._check_writer(writer)
+                if records:
+                    self._on_completions(_decode_all(writer, records))
                     continue
-            except PeerGone:
+                consumer.announce()
+                if not consumer.is_readable():
+                    return
+                consumer.retire()  # published before the writer saw the announcement
+        except RingClosed:
+            if not self._closed:
+                log.warning("writer-%d closed its completion ring", writer)
+                self._loop.remove_reader(consumer.fileno())
+                self._check_writer(writer, closed=True)
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(_SLICE_S, self._watch_writers)
+
+    def _watch_writers(self) -> None:
+        """While appends are in flight, look for dead writers every `_SLICE_S`; also read the
+        rings once more, in case a bell's post was lost (see wakeup's docstring)."""
+        self._watchdog = None
+        if self._closed:
+            return
+        for writer in range(self._writers):
+            if self._in_flight[writer]:
+                self._on_bell(writer)
                 self._check_writer(writer)
-                self._stop.wait(_SLICE_S)
-                continue
-            except RingClosed:
-                if not self._stop.is_set():
-                    log.warning("writer-%d closed its completion ring", writer)
-                    self._check_writer(writer, closed=True)
-                return
-            completions = _decode_all(writer, records)
-            if completions:
-                self._call_on_loop(deliver, completions)
+        if any(self._in_flight):
+            self._arm_watchdog()
 
     def _check_writer(self, writer: int, *, closed: bool = False) -> None:
-        """Thread side: if appends are in flight and the writer is dead, fail them."""
+        """If appends are in flight on `writer` and it is dead (or closed our ring), fail them."""
         if not self._in_flight[writer]:
             return
         pid = int(self._writer_stats[writer]["pid"])
         if closed or not pid or not is_process_alive(pid):
-            self._call_on_loop(self._writer_died, writer, pid)
-
-    def _call_on_loop(self, callback: Callable[..., None], *args: object) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop is closed: we are shutting down
-            self._stop.set()
+            self._writer_died(writer, pid)
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -402,18 +415,18 @@ class WriteChannel:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
         rings = self._rings
-        for thread in rings.threads if rings is not None else ():
-            thread.join(timeout=2.0)
+        for consumer in rings.completions if rings is not None else ():
+            self._loop.remove_reader(consumer.fileno())
         gone = ChannelClosed("the acceptor's write channel closed with the append in flight; "
                              "the message may or may not be stored")
         pending, self._pending = self._pending, {}
         for item in pending.values():
             if not item.future.done():
                 item.future.set_exception(gone)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for timer in (self._sweeper, self._watchdog):
+            if timer is not None:
+                timer.cancel()
         if rings is not None:
             for producer in rings.requests:
                 producer.close()

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
+from shmq.remoting import new_event_loop
+
 __all__ = ["LoopThread"]
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class LoopThread:
     """An event loop running forever on a daemon thread named `name`."""
 
     def __init__(self, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()

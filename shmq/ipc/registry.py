@@ -31,7 +31,7 @@ import numpy as np
 
 from shmq.errors import IpcError
 from shmq.ipc.document import SharedDocument
-from shmq.ipc.ring import SEMAPHORE_SUFFIXES, Ring
+from shmq.ipc.ring import FIFO_SUFFIXES, SEMAPHORE_SUFFIXES, Ring
 from shmq.ipc.segment import SEGMENT_PREFIX, SHM_DIR, unlink_segment, unlink_semaphore
 from shmq.ipc.table import SharedTable
 from shmq.ipc.wakeup import create_semaphore, is_process_alive
@@ -118,6 +118,8 @@ class BrokerShm:
             for direction in ("req", "cmp"):
                 name = ring_name(row, generation, w, direction)
                 unlink_segment(self.instance, name, missing_ok=True)
+                for fifo in FIFO_SUFFIXES:  # a FIFO bell in /dev/shm unlinks like a segment
+                    unlink_segment(self.instance, f"{name}.{fifo}", missing_ok=True)
                 for sem in SEMAPHORE_SUFFIXES:
                     unlink_semaphore(self.instance, f"{name}.{sem}", missing_ok=True)
 
@@ -156,8 +158,12 @@ class NoFreeSlot(IpcError):
 
 
 def attach_producer(shm: BrokerShm, request_ring_bytes: int,
-                    completion_ring_bytes: int = 1 << 20) -> ProducerSlot:
+                    completion_ring_bytes: int = 1 << 20, *,
+                    completion_fifo: bool = False) -> ProducerSlot:
     """Take a registry row for this process and create its rings with every writer.
+
+    With `completion_fifo` the completion rings' consumer (this process) parks on FIFO bells,
+    for an event loop to watch (`Ring.create(consumer_fifo=True)`).
 
     Raises:
         NoFreeSlot: all rows are held by live processes (ring.max_producers); nothing changed.
@@ -181,7 +187,8 @@ def attach_producer(shm: BrokerShm, request_ring_bytes: int,
                 slot.requests.append(Ring.create(shm.instance, ring_name(row, gen, w, "req"),
                                                  request_ring_bytes))
                 slot.completions.append(Ring.create(shm.instance, ring_name(row, gen, w, "cmp"),
-                                                    completion_ring_bytes))
+                                                    completion_ring_bytes,
+                                                    consumer_fifo=completion_fifo))
         except BaseException:
             for ring in slot.rings:
                 ring.detach()

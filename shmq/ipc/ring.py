@@ -57,6 +57,8 @@ from typing import Final, Self, TypeAlias
 
 import posix_ipc
 
+from shmq.errors import IpcError
+
 from shmq.ipc.errors import (
     InvalidLayout,
     PeerGone,
@@ -93,9 +95,18 @@ from shmq.ipc.layout import (
     slot,
     validate_capacity,
 )
-from shmq.ipc.segment import DEFAULT_MODE, Segment, unlink_segment, unlink_semaphore
+from shmq.ipc.segment import (
+    DEFAULT_MODE,
+    SHM_DIR,
+    Segment,
+    posix_name,
+    unlink_segment,
+    unlink_semaphore,
+)
 from shmq.ipc.wakeup import (
     DEFAULT_POLICY,
+    Bell,
+    FifoBell,
     Sleeper,
     WaitPolicy,
     WaitStatistics,
@@ -106,6 +117,8 @@ from shmq.ipc.wakeup import (
 )
 
 __all__ = [
+    "FIFO_SUFFIXES",
+    "SEMAPHORE_SUFFIXES",
     "BytesLike",
     "Ring",
     "RingConsumer",
@@ -147,6 +160,9 @@ _DATA_SEM: Final = "cwake"  #: suffix of the semaphore the consumer parks on
 _SPACE_SEM: Final = "pwake"  #: suffix of the semaphore the producer parks on
 #: Suffixes of a ring's two semaphores (`<ring name>.<suffix>`), for whoever cleans up.
 SEMAPHORE_SUFFIXES: Final = (_DATA_SEM, _SPACE_SEM)
+#: Suffixes of a ring's FIFO bells (`<ring name>.<suffix>`, a file in /dev/shm like a segment):
+#: a ring created with `consumer_fifo=True` has one instead of the consumer's semaphore.
+FIFO_SUFFIXES: Final = (_DATA_SEM,)
 _PRODUCER: Final = "producer"
 _CONSUMER: Final = "consumer"
 
@@ -220,7 +236,7 @@ class Ring:
     def __init__(
         self,
         segment: Segment,
-        data_sem: posix_ipc.Semaphore,
+        data_sem: Bell,
         space_sem: posix_ipc.Semaphore,
     ) -> None:
         self.instance: Final = segment.instance
@@ -240,9 +256,13 @@ class Ring:
 
     @classmethod
     def create(
-        cls, instance: str, name: str, capacity_bytes: int, *, mode: int = DEFAULT_MODE
+        cls, instance: str, name: str, capacity_bytes: int, *, mode: int = DEFAULT_MODE,
+        consumer_fifo: bool = False,
     ) -> Ring:
         """Create ring `/shmq.<instance>.<name>` with a `capacity_bytes` byte area.
+
+        With `consumer_fifo` the consumer parks on a FIFO bell (`wakeup.FifoBell`) instead of
+        a semaphore, so that an event loop can watch it (`RingConsumer.fileno`).
 
         Raises:
             InvalidName: bad `instance` or `name`; nothing was created.
@@ -255,8 +275,13 @@ class Ring:
             segment = Segment.create(instance, name, ring_segment_bytes(capacity_bytes), mode=mode)
             undo.callback(unlink_segment, instance, name, missing_ok=True)
             undo.callback(segment.close)
-            data_sem = create_semaphore(instance, f"{name}.{_DATA_SEM}", mode=mode)
-            undo.callback(unlink_semaphore, instance, f"{name}.{_DATA_SEM}", missing_ok=True)
+            data_sem: Bell
+            if consumer_fifo:
+                data_sem = FifoBell.create(_fifo_path(instance, name), mode=mode)
+                undo.callback(data_sem.unlink)
+            else:
+                data_sem = create_semaphore(instance, f"{name}.{_DATA_SEM}", mode=mode)
+                undo.callback(unlink_semaphore, instance, f"{name}.{_DATA_SEM}", missing_ok=True)
             undo.callback(data_sem.close)
             space_sem = create_semaphore(instance, f"{name}.{_SPACE_SEM}", mode=mode)
             with memoryview(segment.buf)[:_DATA].cast("q") as counters:
@@ -280,7 +305,9 @@ class Ring:
             segment = Segment.attach(instance, name)
             undo.callback(segment.close)
             _check_header(segment)
-            data_sem = open_semaphore(instance, f"{name}.{_DATA_SEM}")
+            fifo = _fifo_path(instance, name)
+            data_sem: Bell = FifoBell(fifo) if FifoBell.exists(fifo) else open_semaphore(
+                instance, f"{name}.{_DATA_SEM}")
             undo.callback(data_sem.close)
             space_sem = open_semaphore(instance, f"{name}.{_SPACE_SEM}")
             undo.pop_all()
@@ -369,6 +396,8 @@ class Ring:
         Mappings, this one included, keep working; nobody new can attach.
         """
         unlink_segment(self.instance, self.name, missing_ok=True)
+        for suffix in FIFO_SUFFIXES:  # a FIFO in /dev/shm goes the way of a segment
+            unlink_segment(self.instance, f"{self.name}.{suffix}", missing_ok=True)
         unlink_semaphore(self.instance, f"{self.name}.{_DATA_SEM}", missing_ok=True)
         unlink_semaphore(self.instance, f"{self.name}.{_SPACE_SEM}", missing_ok=True)
 
@@ -385,6 +414,10 @@ class Ring:
 
     def __repr__(self) -> str:
         return f"Ring({self.posix_name!r}, capacity_bytes={self.capacity_bytes})"
+
+
+def _fifo_path(instance: str, name: str) -> str:
+    return SHM_DIR + posix_name(instance, f"{name}.{_DATA_SEM}")
 
 
 def _check_header(segment: Segment) -> None:
@@ -741,6 +774,7 @@ class RingConsumer:
         self._head = self._tail  # cached head: records in [tail, head) are known published
         self._waker = Waker(ring._space_sem)
         self._sleeper = Sleeper(ring._data_sem, self._counters, _CSTATE, policy)
+        self._sleeper_bell = ring._data_sem
         self._closed = False
         self._is_readable: Callable[[], bool] = self._readable
 
@@ -861,6 +895,30 @@ class RingConsumer:
     def is_readable(self) -> bool:
         """Whether a record (or the close) is waiting: two shared loads, no side effects."""
         return self._readable()
+
+    # Event-loop waiting, for rings created with `consumer_fifo=True`: watch `fileno()` with
+    # the loop; before going back to it with nothing to read, `announce()` and, if
+    # `is_readable()` is now true, read instead (a record published before the producer saw
+    # the announcement); when the descriptor fires, `retire()` and read.
+
+    def fileno(self) -> int:
+        """The FIFO bell's read end.
+
+        Raises:
+            IpcError: the ring's consumer parks on a semaphore (no `consumer_fifo`).
+        """
+        bell = self._sleeper_bell
+        if not isinstance(bell, FifoBell):
+            raise IpcError(f"ring {self.ring_name} was not created with a consumer FIFO")
+        return bell.fileno()
+
+    def announce(self) -> None:
+        """Ask the producer to post the bell on its next publication (see above)."""
+        self._sleeper.announce()
+
+    def retire(self) -> None:
+        """Withdraw `announce` and take the pending posts."""
+        self._sleeper.retire()
 
     def _readable(self) -> bool:
         counters = self._counters

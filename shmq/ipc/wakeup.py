@@ -42,14 +42,28 @@ thus parks almost at once, while a busy exchange keeps its answers in the spin w
 low-latency policy spins for milliseconds; the default policy parks after tens of
 microseconds, so an idle process uses ~no CPU.
 
-This module knows nothing of rings: `ring.py` gives it the semaphores, the state word and the
+Event-loop sleepers. An asyncio process cannot park a thread on a semaphore without a second
+thread, whose wake-up then has to hand over to the loop (a second wake-up, and a wait for the
+GIL while the loop is busy). For such a sleeper the channel's bell is a `FifoBell` instead: a
+named FIFO in /dev/shm with the semaphore's interface (`release`, `acquire`, `value`). The
+sleeper watches its file descriptor with the loop (`fileno()`), and announces itself with
+`Sleeper.announce()` whenever it goes back to the loop with nothing to do; the waker's protocol
+is unchanged (one post per park number, so at most one byte per announcement).
+
+This module knows nothing of rings: `ring.py` gives it the bells, the state word and the
 `is_ready` predicates. It never logs (it runs on the hot path).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import math
 import os
+import select
+import stat
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +79,8 @@ from shmq.ipc.segment import DEFAULT_MODE, SEGMENT_PREFIX, SHM_DIR, posix_name
 
 __all__ = [
     "DEFAULT_POLICY",
+    "Bell",
+    "FifoBell",
     "LOW_LATENCY_POLICY",
     "Sleeper",
     "WaitPolicy",
@@ -211,6 +227,124 @@ def open_semaphore(instance: str, name: str) -> posix_ipc.Semaphore:
         raise IpcError(f"cannot open semaphore {pname}: {err}") from err
 
 
+class FifoBell:
+    """A named FIFO used like a semaphore by one sleeper (reader) and one waker (writer).
+
+    `release()` writes one byte (never blocks: a full FIFO is already a pending wake-up; no
+    reader means nobody to wake). `acquire(timeout)` waits until a byte is there and takes
+    everything (posts coalesce, as they would on the semaphore after `Sleeper._drain`), raising
+    `posix_ipc.BusyError` on timeout like a semaphore. `fileno()` is the read end, for event
+    loops. The read end is opened O_RDWR so that it never sees end-of-file and the write end
+    can always be opened while it is held. Each end is opened on first use.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path: Final = path
+        self._rfd = -1
+        self._wfd = -1
+
+    @classmethod
+    def create(cls, path: str, *, mode: int = DEFAULT_MODE) -> FifoBell:
+        """Make the FIFO at `path` (exact `mode`).
+
+        Raises:
+            SegmentExists: `path` exists; nothing was changed.
+            IpcError: the system refused; nothing was created.
+        """
+        try:
+            os.mkfifo(path, mode)
+            os.chmod(path, mode)  # mkfifo applies the umask
+        except FileExistsError as err:
+            raise SegmentExists(path) from err
+        except OSError as err:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise IpcError(f"cannot create FIFO {path}: {err}") from err
+        return cls(path)
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        """Whether `path` is a FIFO."""
+        try:
+            return stat.S_ISFIFO(os.stat(path).st_mode)
+        except OSError:
+            return False
+
+    def fileno(self) -> int:
+        """The read end (opened now if need be), for `loop.add_reader`.
+
+        Raises:
+            SegmentMissing: the FIFO is gone.
+        """
+        if self._rfd < 0:
+            try:
+                self._rfd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError as err:
+                raise SegmentMissing(self.path) from err
+        return self._rfd
+
+    def release(self) -> None:
+        """Post: write one byte (see the class docstring); never blocks, never raises."""
+        if self._wfd < 0:
+            try:
+                self._wfd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return  # gone, or no reader (ENXIO): nobody waits on it
+        try:
+            os.write(self._wfd, b"\x01")
+        except BlockingIOError:
+            pass  # full: a wake-up is already pending
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                raise IpcError(f"cannot post FIFO {self.path}: {err}") from err
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Wait for a post (up to `timeout` seconds; None: no limit), then take every post.
+
+        Raises:
+            posix_ipc.BusyError: no post within `timeout`.
+        """
+        fd = self.fileno()
+        if not self.drain():
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready or not self.drain():
+                raise posix_ipc.BusyError("FIFO bell: no post in time")
+
+    def drain(self) -> bool:
+        """Take every pending post without waiting; return whether there was one."""
+        fd, took = self.fileno(), False
+        try:
+            while os.read(fd, 4096):
+                took = True
+        except BlockingIOError:
+            pass
+        return took
+
+    @property
+    def value(self) -> int:
+        """Posts pending (bytes in the FIFO)."""
+        if self._rfd < 0:
+            return 0
+        buf = fcntl.ioctl(self._rfd, termios.FIONREAD, b"\0\0\0\0")
+        return int.from_bytes(buf, "little")
+
+    def close(self) -> None:
+        """Close this object's descriptors (the FIFO stays; `unlink` removes it)."""
+        for fd in (self._rfd, self._wfd):
+            if fd >= 0:
+                os.close(fd)
+        self._rfd = self._wfd = -1
+
+    def unlink(self) -> None:
+        """Remove the FIFO's name (missing is fine)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+#: what a wake-up channel posts and parks on: a POSIX semaphore or a FIFO bell
+Bell = posix_ipc.Semaphore | FifoBell
+
+
 def _first_park_number() -> int:
     # Random, so that a restarted sleeper never repeats a number its waker already posted for.
     return int.from_bytes(os.urandom(5), "little") + 1
@@ -228,7 +362,7 @@ class Sleeper:
     """
 
     def __init__(
-        self, sem: posix_ipc.Semaphore, states: memoryview, index: int, policy: WaitPolicy
+        self, sem: Bell, states: memoryview, index: int, policy: WaitPolicy
     ) -> None:
         self.policy: Final = policy
         self._sem = sem
@@ -294,6 +428,20 @@ class Sleeper:
             self._states[self._index] = STATE_RUNNING
             self._drain()
 
+    def announce(self) -> None:
+        """For event-loop sleepers (`FifoBell`): store a fresh park number ("post me") and
+        fence. The caller re-checks its predicate afterwards, as `wait` does, and calls
+        `retire` when it wakes up."""
+        self._parks += 1
+        self._park_number += 1
+        self._states[self._index] = self._park_number
+        full_fence()
+
+    def retire(self) -> None:
+        """Undo `announce`: state back to RUNNING, pending posts taken."""
+        self._states[self._index] = STATE_RUNNING
+        self._drain()
+
     def _sleep(self, timeout_s: float) -> bool:
         try:
             self._sem.acquire(timeout_s)
@@ -327,7 +475,7 @@ class Sleeper:
 class Waker:
     """The posting side of a wake-up channel (one per ring end, used by one thread)."""
 
-    def __init__(self, sem: posix_ipc.Semaphore) -> None:
+    def __init__(self, sem: Bell) -> None:
         self._sem = sem
         self._posted = STATE_RUNNING
         self.posts = 0  #: semaphore posts made

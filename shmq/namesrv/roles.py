@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from shmq.protocol.layout import DEFAULT_MAX_FRAME_BYTES
+from shmq.remoting import run_loop
 
 from .registry import DEFAULT_BROKER_EXPIRY_S
 from .server import NameServer
@@ -101,7 +102,7 @@ def namesrv_main(ctx: NamesrvRoleContext) -> None:
     Raises:
         OSError: the port cannot be bound (the supervisor logs it and restarts the role).
     """
-    asyncio.run(_serve_role(ctx))
+    run_loop(_serve_role(ctx))
 
 
 async def _serve_role(ctx: NamesrvRoleContext) -> None:
@@ -142,7 +143,7 @@ def run_standalone(
     Raises:
         OSError: the address cannot be bound.
     """
-    asyncio.run(_serve_until_signal(
+    run_loop(_serve_until_signal(
         NameServer(host, port, broker_expiry_s=broker_expiry_s, max_frame_bytes=max_frame_bytes),
         on_listening))
 

@@ -18,7 +18,7 @@ Client side::
 
 Modules: `connection` (one connection: framing, dispatch, opaque matching, idle close),
 `dispatch` (the code -> handler table), `server` (`serve`), `client` (`RemotingClient`),
-`errors`.
+`eventloop` (uvloop when available: `new_event_loop`, `run_loop`), `errors`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from .connection import (
     response_for_error,
 )
 from .dispatch import Dispatcher
+from .eventloop import loop_kind, new_event_loop
+from .eventloop import run as run_loop
 from .errors import ConnectFailed, ConnectionClosed, RemotingError, RemotingTimeout
 from .server import Server, serve
 
@@ -53,6 +55,9 @@ __all__ = [
     "RequestHandler",
     "Server",
     "parse_address",
+    "loop_kind",
+    "new_event_loop",
     "response_for_error",
+    "run_loop",
     "serve",
 ]

@@ -55,7 +55,7 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, cast
 
 from shmq.errors import ShmqError
 from shmq.protocol import (
@@ -470,8 +470,8 @@ class _ProtocolAdapter(asyncio.Protocol):
         self.connection = connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.connection._on_connection_made(transport)
+        # a stream transport (uvloop's is not a subclass of asyncio.Transport)
+        self.connection._on_connection_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         self.connection._on_data(data)

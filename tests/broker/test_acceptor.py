@@ -171,7 +171,7 @@ def test_illegal_messages_and_unknown_codes(broker: BrokerProcess) -> None:
             assert empty.code == ResponseCode.MESSAGE_ILLEGAL
             bad = await client.invoke(addr, send_request("bad/topic", b"x"), 5)
             assert bad.code == ResponseCode.SYSTEM_ERROR
-            unknown = await client.invoke(addr, make_request(RequestCode.GET_BROKER_CONFIG, 0), 5)
+            unknown = await client.invoke(addr, make_request(9999, 0), 5)
             assert unknown.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED
 
     run(scenario())
