@@ -27,9 +27,12 @@ What is written back:
   `OpaqueGenerator` and the header encoding the peer last used on this connection (JSON until
   it has sent something): the C++ and Node clients read JSON only.
 
-Commands are written with `transport.writelines(encode_command(...))`: header and body are
-separate buffers, so a body that is a memoryview of the commit log is not copied by us (Python
-3.11's selector transport joins them; 3.12+ sends them with sendmsg).
+Commands are queued as `encode_command(...)`'s buffers (header and body apart, so a body that
+is a memoryview of the commit log is not copied by us) and everything queued during one turn
+of the event loop goes out in one `transport.writelines` at its end: pipelined requests whose
+answers complete together (a batch of completions from a writer, a burst of pulls) cost one
+send system call, not one each (uvloop sends the buffers with one writev; Python 3.11's
+selector transport joins them).
 
 A frame the decoder rejects (malformed, or longer than `max_frame_bytes`) closes this
 connection — there is no command to answer — with the reason logged; other connections are not
@@ -116,6 +119,7 @@ class Connection:
         "_last_activity",
         "_loop",
         "_opaques",
+        "_out",
         "_pending",
         "_serialize_type",
         "_tasks",
@@ -155,6 +159,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[RemotingCommand]] = {}
+        self._out: list[bytes | memoryview] = []  # written at the end of this loop turn
         self._tasks: set[asyncio.Future[None]] = set()
         self._close_callbacks: list[CloseCallback] = []
         self._closed: asyncio.Future[None] = self._loop.create_future()
@@ -279,6 +284,7 @@ class Connection:
             return
         self._close_reason = reason
         if self._transport is not None:
+            self._flush()  # what was answered before the close still goes out
             self._transport.close()  # connection_lost() follows and finishes the job
             self._loop.call_later(CLOSE_GRACE_S, self._abort_unflushed)
         else:
@@ -415,8 +421,19 @@ class Connection:
         return transport
 
     def _write(self, transport: asyncio.Transport, buffers: list[bytes | memoryview]) -> None:
-        transport.writelines(buffers)
+        """Queue `buffers`; everything queued in one turn of the loop goes out in one write
+        (`_flush`, scheduled by the first of them)."""
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out += buffers
         self._last_activity = self._loop.time()
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self._transport
+        if out and transport is not None and not transport.is_closing():
+            transport.writelines(out)
 
     def _arm_idle_timer(self, now: float) -> None:
         if self._idle_timeout_s is not None and self._close_reason is None:
