@@ -15,7 +15,7 @@ from typing import Final
 from shmq.message import layout as rec
 from shmq.message.crc import body_crc
 
-__all__ = ["RecordMeta", "RecordProblem", "check_record"]
+__all__ = ["IndexScan", "RecordMeta", "RecordProblem", "check_record", "scan_for_index"]
 
 _META: Final = struct.Struct(">iiiiiqqiq")  # size .. BORNTIMESTAMP (48 bytes)
 _I32: Final = struct.Struct(">i")
@@ -95,6 +95,73 @@ def check_record(
     except UnicodeDecodeError:
         return RecordProblem(offset, "topic is not UTF-8")
     return RecordMeta(offset, size, queue_id, qoff, sysflag, store_ts, topic, props, body_start, body_len)
+
+
+@dataclass(slots=True)
+class IndexScan:
+    """What `scan_for_index` found in one segment: index entries and how far it got."""
+
+    keys: list[str]  #: "topic#key" per entry
+    offsets: list[int]  #: commit-log offset of each entry's record
+    stamps: list[int]  #: store timestamp of each entry's record
+    records: int = 0  #: message records examined
+    end: int = 0  #: commit-log offset where the scan stopped
+    last_store_timestamp_ms: int | None = None
+    stopped: bool = False  #: stopped at bytes that are no record (zeros, garbage)
+
+
+_KEYS_ITEM: Final = b"KEYS\x01"
+_UNIQ_ITEM: Final = b"UNIQ_KEY\x01"
+_SIZE_MAGIC: Final = struct.Struct(">ii")
+_SPAN_MAGICS: Final = (rec.BLANK_MAGIC, rec.PENDING_MAGIC)
+
+
+def scan_for_index(mm: mmap.mmap, base: int, seg_size: int, start: int, end: int,
+                   max_records: int, found: IndexScan) -> None:
+    """Walk the committed records of one segment (mapped at commit-log offset `base`) from
+    commit-log offset `start` up to `end`, adding the index keys of each to `found`.
+
+    The housekeeper's hot loop: for every record it unpacks only the fields that locate the
+    properties, and a record whose properties hold neither a KEYS nor a UNIQ_KEY item is not
+    decoded at all (`mmap.find` within its bounds, no copy). Records were validated when they
+    were published (and by recovery); here only their sizes are trusted, and bytes that are
+    no record end the walk (`found.stopped`). Blank and pending spans are stepped over.
+    """
+    unpack_sm, unpack_i32, unpack_i64 = _SIZE_MAGIC.unpack_from, _I32.unpack_from, _I64.unpack_from
+    born_flag, store_flag = rec.BORNHOST_V6_FLAG, rec.STOREHOSTADDRESS_V6_FLAG
+    v4, v6 = rec.IPV4_HOST_BYTES, rec.IPV6_HOST_BYTES
+    rel, stop = start - base, min(end, base + seg_size) - base
+    keys, offsets, stamps = found.keys, found.offsets, found.stamps
+    records = found.records
+    while rel < stop and records < max_records:
+        size, magic = unpack_sm(mm, rel)
+        if size < rec.BLANK_MIN_BYTES or rel + size > seg_size:
+            found.stopped = True
+            break
+        if magic == rec.MESSAGE_MAGIC:
+            (sysflag,) = unpack_i32(mm, rel + 36)
+            p = rel + rec.BORN_HOST_OFFSET + (v6 if sysflag & born_flag else v4)
+            (store_ts,) = unpack_i64(mm, p)
+            p += 8 + (v6 if sysflag & store_flag else v4) + 12
+            (body_len,) = unpack_i32(mm, p)
+            p += 4 + body_len
+            topic_len = mm[p]
+            props, props_end = p + 3 + topic_len, rel + size
+            if mm.find(_UNIQ_ITEM, props, props_end) >= 0 or \
+                    mm.find(_KEYS_ITEM, props, props_end) >= 0:
+                topic = mm[p + 1 : p + 1 + topic_len].decode("utf-8", "replace")
+                for key in index_keys_of(mm[props:props_end]):
+                    keys.append(f"{topic}#{key}")
+                    offsets.append(base + rel)
+                    stamps.append(store_ts)
+            found.last_store_timestamp_ms = store_ts
+            records += 1
+        elif magic not in _SPAN_MAGICS:
+            found.stopped = True
+            break
+        rel += size
+    found.records = records
+    found.end = base + rel
 
 
 def tags_of(properties: bytes) -> str | None:

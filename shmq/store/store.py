@@ -40,9 +40,10 @@ from shmq.store.claims import ClaimTable
 from shmq.store.commitlog import AppendResult, CommitLog
 from shmq.store.config import FlushMode, StoreConfig
 from shmq.store.consumequeue import ConsumeQueue, list_queues
+from shmq.store.scan import IndexScan, scan_for_index
 from shmq.store.errors import DispatchFailed
 from shmq.store.index import IndexService
-from shmq.store.scan import RecordMeta, check_record, index_keys_of
+from shmq.store.scan import RecordMeta, check_record
 
 __all__ = ["MessageStore", "store_paths"]
 
@@ -293,38 +294,25 @@ class MessageStore:
         assert self.claims is not None
         cp = self.checkpoint.read()
         end = self.claims.committed()
+        found = IndexScan([], [], [])
         pos = cp.indexed_offset
-        seen = 0
-        keys: list[str] = []
-        offsets: list[int] = []
-        stamps: list[int] = []
-        last_ts = cp.index_timestamp_ms
-        for meta in self.iter_records(pos, end):
-            pos = meta.offset + meta.size
-            seen += 1
-            for key in index_keys_of(meta.properties):
-                keys.append(f"{meta.topic}#{key}")
-                offsets.append(meta.offset)
-                stamps.append(meta.store_timestamp_ms)
-            last_ts = meta.store_timestamp_ms
-            if seen >= max_records:
+        segments = self.commitlog.segments
+        while pos < end and found.records < max_records and not found.stopped:
+            seg = segments.for_offset(pos)
+            scan_for_index(seg.mm, seg.start, seg.size, pos, end, max_records, found)
+            if found.end == pos:  # nothing there (end of the data): done
                 break
-        else:
-            pos = max(pos, self._skip_blanks(pos, end))
-        if keys:
-            self.index.put_many(keys, offsets, stamps)
+            pos = found.end
+        if found.keys:
+            self.index.put_many(found.keys, found.offsets, found.stamps)
         if pos != cp.indexed_offset:
+            last_ts = found.last_store_timestamp_ms
             self.index.flush()
             cp = self.checkpoint.read()
-            self.checkpoint.write(
-                Checkpoint(cp.flushed_offset, pos, cp.physic_timestamp_ms, last_ts)
-            )
-        return seen
-
-    def _skip_blanks(self, pos: int, end: int) -> int:
-        for offset, size, _magic in self.commitlog.records(pos, end):
-            pos = offset + size
-        return pos
+            self.checkpoint.write(Checkpoint(
+                cp.flushed_offset, pos, cp.physic_timestamp_ms,
+                cp.index_timestamp_ms if last_ts is None else last_ts))
+        return found.records
 
     # --- reading ------------------------------------------------------------------------------
     def iter_records(self, start: int, end: int) -> Iterator[RecordMeta]:
