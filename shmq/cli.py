@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from shmq import __version__
+from shmq.clitools.common import cli_errors, json_option, namesrv_option, show
 from shmq.runtime.config import config_options
 
 __all__ = ["main"]
@@ -115,6 +117,25 @@ def bench_tcp(sizes: str, messages: int, runs: int, peers: str, cpp: bool,
         raise click.BadParameter(f"{bad}: use redis, nats or none", param_hint="--peers")
     run_matrix(sizes=_csv_ints(sizes), runs=runs, messages=messages, peers=names, cpp=cpp,
                as_json=as_json)
+
+
+@bench.command("client")
+@click.option("--size", "sizes", default="128,1024", help="Body size(s), comma-separated.")
+@click.option("--messages", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Messages per phase (sync, async, batch, consume), for each client.")
+@click.option("--runs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def bench_client(sizes: str, messages: int, runs: int, as_json: bool) -> None:
+    """shmq's Python client next to the RocketMQ C++ client (rocketmq==0.4.4): sync, async and
+    batch sends and push consumption against the same broker (a real `shmq start`) in the same
+    run, each client in its own processes. Exit 1 if a run fails."""
+    from shmq.bench.client import BenchFailed, run_matrix
+
+    try:
+        run_matrix(sizes=_csv_ints(sizes), runs=runs, messages=messages, as_json=as_json)
+    except BenchFailed as err:
+        click.echo(f"shmq bench client: {err}", err=True)
+        sys.exit(1)
 
 
 @bench.command("store")
@@ -268,6 +289,399 @@ def status(instance: str | None, as_json: bool, cpu_interval: float) -> None:
         sys.exit(2)
     click.echo(json.dumps(report, sort_keys=True) if as_json else format_status(report),
                nl=as_json)
+
+
+
+# -- clients: produce, consume, admin (logic in shmq/clitools) ----------------------------------
+
+
+def _properties(pairs: tuple[str, ...]) -> dict[str, str]:
+    props = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--property")
+        props[key] = value
+    return props
+
+
+@main.command("produce")
+@click.argument("topic")
+@click.option("-c", "--count", type=click.IntRange(1), default=None,
+              help="Messages to send (default 1, or every line with --stdin).")
+@click.option("-b", "--body", default=None, help='Body text of every message; "{i}" becomes '
+              "the message number (default: \"message {i}\").")
+@click.option("-s", "--size", type=int, default=None, help="Bodies of exactly SIZE bytes.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="One body per line of stdin.")
+@click.option("-t", "--tags", default=None, help="The messages' tag.")
+@click.option("-k", "--keys", default=None,
+              help='Business keys (space-separated; "{i}" becomes the message number).')
+@click.option("-p", "--property", "props", multiple=True, metavar="KEY=VALUE",
+              help="A user property (repeatable).")
+@click.option("-r", "--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="At most this many messages per second.")
+@click.option("--delay-level", type=click.IntRange(1, 18), default=None,
+              help="Deliver after that delay level (1: 1 s ... 18: 2 h).")
+@click.option("-g", "--group", default="shmq-cli-producer", show_default=True,
+              help="Producer group.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+              default=3.0, show_default=True, help="Seconds one send may take.")
+@click.option("-q", "--quiet", is_flag=True, help="No line per message, only the summary.")
+@namesrv_option
+@cli_errors
+def produce(topic: str, count: int | None, body: str | None, size: int | None,
+            from_stdin: bool, tags: str | None, keys: str | None, props: tuple[str, ...],
+            rate: float | None, delay_level: int | None, group: str, timeout_s: float,
+            quiet: bool, namesrv: str) -> None:
+    """Send messages to TOPIC; print one JSON line per message sent (status, msgId,
+    offsetMsgId, queue, offset) and a summary on stderr. Stops at the first failure."""
+    from shmq.clitools import messages
+
+    payloads, total = messages.bodies(body=body, size=size, stdin=from_stdin, count=count)
+    summary = messages.produce(namesrv, topic, payloads, count=total, tags=tags, keys=keys,
+                               properties=_properties(props), rate=rate,
+                               delay_level=delay_level, group=group, timeout_s=timeout_s,
+                               emit=None if quiet else click.echo)
+    click.echo(summary.text(), err=True)
+
+
+@main.command("consume")
+@click.argument("topic")
+@click.option("-g", "--group", default="shmq-cli-consumer", show_default=True,
+              help="Consumer group (its offsets are committed as messages are printed).")
+@click.option("-e", "--tags", "expression", default="*", show_default=True,
+              help='Tag expression: "*", "A", "A || B".')
+@click.option("-c", "--count", type=click.IntRange(1), default=None,
+              help="Stop after this many messages.")
+@click.option("--timeout", "idle_timeout_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Stop after this many seconds without a message "
+                                 "(default: run until --count or Ctrl-C).")
+@click.option("--broadcasting", is_flag=True,
+              help="Read every queue (broadcasting model; offsets in a local file).")
+@click.option("--offset-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where broadcasting offsets are kept (default ~/.shmq_offsets).")
+@click.option("--from-beginning", is_flag=True,
+              help="A group without offsets starts at each queue's first message (default: "
+                   "at its end).")
+@click.option("--no-commit", is_flag=True, help="Only look: leave the group's offsets as "
+                                                "they were.")
+@click.option("-q", "--quiet", is_flag=True, help="No line per message, only the summary.")
+@namesrv_option
+@cli_errors
+def consume(topic: str, group: str, expression: str, count: int | None,
+            idle_timeout_s: float | None, broadcasting: bool, offset_dir: Path | None,
+            from_beginning: bool, no_commit: bool, quiet: bool, namesrv: str) -> None:
+    """Read TOPIC as a member of a consumer group; print one JSON line per message (topic,
+    queue, offset, msgId, tags, keys, properties, body as text or base64) and a summary on
+    stderr. Exit 130 when interrupted (after committing what was printed)."""
+    from shmq.clitools import messages
+    from shmq.clitools.common import EXIT_INTERRUPTED
+
+    summary = messages.consume(namesrv, topic, group=group, expression=expression,
+                               count=count, idle_timeout_s=idle_timeout_s,
+                               broadcasting=broadcasting, from_beginning=from_beginning,
+                               commit=not no_commit, offset_dir=offset_dir,
+                               emit=None if quiet else click.echo)
+    click.echo(summary.text(), err=True)
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+@main.group("admin")
+def admin() -> None:
+    """Operator commands (mqadmin's): clusters, brokers, topics, consumer groups, messages.
+    Every command takes -n/--namesrv (default $SHMQ_NAMESRV, else 127.0.0.1:9876) and --json.
+    Exit status 1 when the operation fails (unreachable server, unknown topic or group, message
+    not found), 2 on bad usage."""
+
+
+def _admin(namesrv: str, command: Any, as_json: bool) -> None:
+    """Run one `shmq.clitools.admin` coroutine function and print its output."""
+    from shmq.clitools import admin as commands
+
+    show(commands.run(namesrv, command), as_json)
+
+
+@admin.group("cluster")
+def admin_cluster() -> None:
+    """Clusters and their brokers."""
+
+
+@admin_cluster.command("list")
+@namesrv_option
+@json_option
+@cli_errors
+def cluster_list(namesrv: str, as_json: bool) -> None:
+    """Every cluster and broker, with version and store position (mqadmin clusterList)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, commands.cluster_list, as_json)
+
+
+@admin.group("broker")
+def admin_broker() -> None:
+    """One broker's runtime figures and configuration."""
+
+
+_broker_option = click.option("-b", "--broker", default=None, metavar="NAME|HOST:PORT",
+                              help="Broker name or address (default: every master).")
+
+
+@admin_broker.command("status")
+@_broker_option
+@namesrv_option
+@json_option
+@cli_errors
+def broker_status(broker: str | None, namesrv: str, as_json: bool) -> None:
+    """Runtime info (GET_BROKER_RUNTIME_INFO; mqadmin brokerStatus)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.broker_status(a, broker), as_json)
+
+
+@admin_broker.command("config")
+@_broker_option
+@namesrv_option
+@json_option
+@cli_errors
+def broker_config(broker: str | None, namesrv: str, as_json: bool) -> None:
+    """Configuration (GET_BROKER_CONFIG; mqadmin getBrokerConfig)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.broker_config(a, broker), as_json)
+
+
+@admin.group("topic")
+def admin_topic() -> None:
+    """Create, change, delete and inspect topics."""
+
+
+@admin_topic.command("list")
+@namesrv_option
+@json_option
+@cli_errors
+def topic_list(namesrv: str, as_json: bool) -> None:
+    """Every topic the name servers know (mqadmin topicList)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, commands.topic_list, as_json)
+
+
+@admin_topic.command("route")
+@click.argument("topic")
+@namesrv_option
+@json_option
+@cli_errors
+def topic_route(topic: str, namesrv: str, as_json: bool) -> None:
+    """TOPIC's brokers and queue counts (mqadmin topicRoute)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.topic_route(a, topic), as_json)
+
+
+@admin_topic.command("status")
+@click.argument("topic")
+@namesrv_option
+@json_option
+@cli_errors
+def topic_status(topic: str, namesrv: str, as_json: bool) -> None:
+    """Per queue: min and max offset, time of the last message (mqadmin topicStatus)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.topic_status(a, topic), as_json)
+
+
+def _queue_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("-q", "--queues", type=click.IntRange(1, 1024), default=None,
+                     help="Read and write queue count."),
+        click.option("-r", "--read-queues", type=click.IntRange(1, 1024), default=None),
+        click.option("-w", "--write-queues", type=click.IntRange(1, 1024), default=None),
+        click.option("-p", "--perm", type=click.Choice(["RW", "R", "W", "6", "4", "2"]),
+                     default=None, help="Permission: RW (6), R (4), W (2)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _spec(queues: int | None, read_queues: int | None, write_queues: int | None,
+          perm: str | None, order: bool = False) -> Any:
+    from shmq.client.admin import TopicSpec
+
+    perms = {"RW": 6, "R": 4, "W": 2}
+    return TopicSpec(read_queues or queues, write_queues or queues,
+                     None if perm is None else perms.get(perm) or int(perm), order)
+
+
+@admin_topic.command("create")
+@click.argument("topic")
+@_queue_options
+@click.option("--order", is_flag=True, help="A globally ordered topic (ORDER_TOPIC_CONFIG).")
+@click.option("-c", "--cluster", default=None, help="Create on every master of this cluster.")
+@_broker_option
+@namesrv_option
+@json_option
+@cli_errors
+def topic_create(topic: str, queues: int | None, read_queues: int | None,
+                 write_queues: int | None, perm: str | None, order: bool, cluster: str | None,
+                 broker: str | None, namesrv: str, as_json: bool) -> None:
+    """Create TOPIC (default: 4 queues, RW, on every master) and wait until the name
+    servers route it (mqadmin updateTopic)."""
+    from shmq.clitools import admin as commands
+
+    spec = _spec(queues, read_queues, write_queues, perm, order)
+    _admin(namesrv, lambda a: commands.topic_create(a, topic, spec, broker, cluster), as_json)
+
+
+@admin_topic.command("update")
+@click.argument("topic")
+@_queue_options
+@namesrv_option
+@json_option
+@cli_errors
+def topic_update(topic: str, queues: int | None, read_queues: int | None,
+                 write_queues: int | None, perm: str | None, namesrv: str,
+                 as_json: bool) -> None:
+    """Change an existing TOPIC's queue counts or permission on all its brokers."""
+    from shmq.clitools import admin as commands
+
+    spec = _spec(queues, read_queues, write_queues, perm)
+    _admin(namesrv, lambda a: commands.topic_update(a, topic, spec), as_json)
+
+
+@admin_topic.command("delete")
+@click.argument("topic")
+@namesrv_option
+@json_option
+@cli_errors
+def topic_delete(topic: str, namesrv: str, as_json: bool) -> None:
+    """Delete TOPIC from its brokers and the name servers (mqadmin deleteTopic); its
+    messages age out with retention."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.topic_delete(a, topic), as_json)
+
+
+@admin.group("consumer")
+def admin_consumer() -> None:
+    """Consumer groups: progress, connections, running info, offset resets."""
+
+
+@admin_consumer.command("progress")
+@click.argument("group")
+@click.option("-t", "--topic", default=None, help="Only this topic.")
+@namesrv_option
+@json_option
+@cli_errors
+def consumer_progress(group: str, topic: str | None, namesrv: str, as_json: bool) -> None:
+    """Per queue: broker offset, GROUP's offset and the lag; totals (mqadmin
+    consumerProgress)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.consumer_progress(a, group, topic), as_json)
+
+
+@admin_consumer.command("connections")
+@click.argument("group")
+@namesrv_option
+@json_option
+@cli_errors
+def consumer_connections(group: str, namesrv: str, as_json: bool) -> None:
+    """GROUP's live clients and subscriptions (mqadmin consumerConnection)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.consumer_connections(a, group), as_json)
+
+
+@admin_consumer.command("running-info")
+@click.argument("group")
+@click.option("--client-id", default=None, help="Only this client (default: every one).")
+@click.option("--jstack", is_flag=True, help="Also the clients' thread stacks.")
+@namesrv_option
+@json_option
+@cli_errors
+def consumer_running_info(group: str, client_id: str | None, jstack: bool, namesrv: str,
+                          as_json: bool) -> None:
+    """What GROUP's clients report about themselves: settings, subscriptions, queues
+    (GET_CONSUMER_RUNNING_INFO; mqadmin consumerStatus)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.consumer_running_info(a, group, client_id, jstack),
+           as_json)
+
+
+@admin_consumer.command("reset-offset")
+@click.argument("group")
+@click.argument("topic")
+@click.option("-s", "--timestamp", "when", required=True,
+              help="Epoch ms, an ISO 8601 date-time, or 'now' (skip everything).")
+@click.option("--force/--no-force", default=True, show_default=True,
+              help="--no-force only moves offsets back.")
+@namesrv_option
+@json_option
+@cli_errors
+def consumer_reset_offset(group: str, topic: str, when: str, force: bool, namesrv: str,
+                          as_json: bool) -> None:
+    """Move GROUP's offsets on TOPIC to the messages stored at a time; live consumers are
+    told and consume from there (mqadmin resetOffsetByTime)."""
+    from shmq.clitools import admin as commands
+    from shmq.clitools.common import parse_timestamp
+
+    timestamp_ms = parse_timestamp(when)
+    _admin(namesrv, lambda a: commands.consumer_reset_offset(a, group, topic, timestamp_ms,
+                                                             force), as_json)
+
+
+@admin.group("message")
+def admin_message() -> None:
+    """Find and print messages by id, key or queue offset."""
+
+
+@admin_message.command("id")
+@click.argument("msg_id")
+@click.option("-t", "--topic", default=None,
+              help="The topic (needed for a client msgId, the UNIQ_KEY producers return).")
+@namesrv_option
+@json_option
+@cli_errors
+def message_id(msg_id: str, topic: str | None, namesrv: str, as_json: bool) -> None:
+    """Print the message with MSG_ID: a client msgId (with --topic) or an offset msgId
+    (mqadmin queryMsgById)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.message_by_id(a, msg_id, topic), as_json)
+
+
+@admin_message.command("key")
+@click.argument("topic")
+@click.argument("key")
+@click.option("--max", "max_num", type=click.IntRange(1, 64), default=32, show_default=True)
+@namesrv_option
+@json_option
+@cli_errors
+def message_key(topic: str, key: str, max_num: int, namesrv: str, as_json: bool) -> None:
+    """Print TOPIC's messages with business key KEY (mqadmin queryMsgByKey)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.message_by_key(a, topic, key, max_num), as_json)
+
+
+@admin_message.command("offset")
+@click.argument("topic")
+@click.argument("queue_id", type=click.IntRange(0))
+@click.argument("offset", type=click.IntRange(0))
+@click.option("--broker-name", default=None,
+              help="The queue's broker (needed when several serve TOPIC).")
+@namesrv_option
+@json_option
+@cli_errors
+def message_offset(topic: str, queue_id: int, offset: int, broker_name: str | None,
+                   namesrv: str, as_json: bool) -> None:
+    """Print the message at OFFSET of queue QUEUE_ID of TOPIC (mqadmin queryMsgByOffset)."""
+    from shmq.clitools import admin as commands
+
+    _admin(namesrv, lambda a: commands.message_by_offset(a, topic, queue_id, offset,
+                                                         broker_name), as_json)
 
 
 if __name__ == "__main__":

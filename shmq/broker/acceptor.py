@@ -53,6 +53,7 @@ from .reader import StoreReader
 from .registrar import Registrar
 from .schedule import DelayScheduler
 from .topics import TopicTable, check_topic_name
+from .transaction import TransactionChecker, TransactionSettings
 
 __all__ = ["READY_WITHOUT_NAMESRV_S", "READY_WITHOUT_REMOTE_NAMESRV_S", "run_acceptor"]
 
@@ -101,6 +102,7 @@ class _Acceptor:
     def __init__(self, ctx: _Context, root: Path, store_config: StoreConfig) -> None:
         cfg = ctx.config
         self.ctx, self.cfg, self.root = ctx, cfg, root
+        self.store_config = store_config
         self.reader = StoreReader(root, store_config)
         config_dir = root / "config"
         self.topics = TopicTable(config_dir, default_queues=cfg.broker.default_queues,
@@ -114,6 +116,7 @@ class _Acceptor:
         self.dispatch: BrokerDispatch | None = None
         self.registrar: Registrar | None = None
         self.scheduler: DelayScheduler | None = None
+        self.checker: TransactionChecker | None = None
 
     async def start(self, write_policy: WaitPolicy) -> None:
         cfg = self.cfg
@@ -128,7 +131,8 @@ class _Acceptor:
             name=cfg.broker.name, cluster=cfg.broker.cluster, host=cfg.broker.host,
             port=main.port, auto_create_topic=cfg.broker.auto_create_topic,
             default_queues=cfg.broker.default_queues, max_body_bytes=cfg.broker.max_body_bytes,
-            max_frame_bytes=cfg.broker.max_frame_bytes)
+            max_frame_bytes=cfg.broker.max_frame_bytes,
+            reject_transaction=bool(cfg.transaction.reject))
         broker = Broker(settings, topics=self.topics, offsets=self.offsets, reader=self.reader,
                         appender=self.channel, holds=holds)
         self.dispatch = BrokerDispatch(broker)
@@ -144,6 +148,14 @@ class _Acceptor:
             self._spawn(self.scheduler.run())
         else:
             log.info("another acceptor runs the delayed-message timer of this store")
+        # Check-backs are requests to producers, on the connections they opened to us: only
+        # this process has them (the housekeeper has no client connections).
+        self.checker = TransactionChecker(broker, self.root / "config",
+                                          _transaction_settings(cfg, self.store_config))
+        if self.checker.try_acquire():
+            self._spawn(self.checker.run())
+        else:
+            log.info("another acceptor runs the transaction check-back of this store")
         log.info("acceptor listening on %s (broker %s, cluster %s, %d writers)",
                  settings.address, settings.name, settings.cluster, self.channel.writers)
 
@@ -271,6 +283,8 @@ class _Acceptor:
                 self.scheduler.close()
             except OSError as err:
                 log.error("cannot save delayOffset.json: %s", err)
+        if self.checker is not None:
+            self.checker.close()
         for server in self.servers:
             await server.aclose()
         await self.client.close()
@@ -278,6 +292,14 @@ class _Acceptor:
             self.channel.close()
         self.watch.close()
         self.reader.close()
+
+
+def _transaction_settings(cfg: Any, store_config: StoreConfig) -> TransactionSettings:
+    """The check-back's settings from the `[transaction]` section and the store's retention."""
+    tx = cfg.transaction
+    return TransactionSettings(check_interval_ms=tx.check_interval_ms, timeout_ms=tx.timeout_ms,
+                               check_max=tx.check_max,
+                               retention_ms=int(store_config.retention_hours * 3600 * 1000))
 
 
 def _is_routable(topic: str) -> bool:

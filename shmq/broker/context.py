@@ -65,6 +65,7 @@ class BrokerSettings:
     max_body_bytes: int = 4 << 20
     max_frame_bytes: int = 16 << 20
     region: str = "DefaultRegion"  #: MSG_REGION of send responses
+    reject_transaction: bool = False  #: half messages answered NO_PERMISSION (transaction.reject)
 
     @property
     def address(self) -> str:

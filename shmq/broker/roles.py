@@ -111,12 +111,11 @@ def writer_main(ctx: _Context) -> None:
 def acceptor_main(ctx: _Context) -> None:
     """Role ``acceptor``: the RocketMQ remoting protocol for remote clients (broker/acceptor.py):
     sends go to the writers through shared-memory rings, pulls read the store directly."""
-    import asyncio
-
     from shmq.broker.acceptor import run_acceptor
+    from shmq.remoting import run_loop
 
     cfg = ctx.config
-    asyncio.run(run_acceptor(ctx, store_root(cfg), _store_config(cfg), wait_policy(cfg)))
+    run_loop(run_acceptor(ctx, store_root(cfg), _store_config(cfg), wait_policy(cfg)))
 
 
 def housekeeper_main(ctx: _Context) -> None:

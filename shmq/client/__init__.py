@@ -10,6 +10,8 @@ Over TCP, with RocketMQ's 4.x remoting protocol, against shmq or any RocketMQ 4.
 * `PullConsumer` / `AsyncPullConsumer` (`consumer.py`): assign or subscribe, poll, commit;
 * `PushConsumer` / `AsyncPushConsumer` (`push_consumer.py`): clustering or broadcasting,
   concurrent or orderly listeners, send-back of failures;
+* `TransactionProducer` / `AsyncTransactionProducer` (`transaction.py`): transactional
+  messages (half message, local transaction, commit/rollback, answers to check-backs);
 * `rebalance.py`: queue allocation strategies; `routes.py`: name servers and routes;
   `errors.py`: the typed errors (`retriable`, `refresh_route`).
 
@@ -40,12 +42,20 @@ if TYPE_CHECKING:
     from .push_consumer import AsyncPushConsumer, ConsumeStatus, PushConsumer
     from .rebalance import ConsistentHashAllocator, allocate_averagely, allocate_by_circle
     from .received import PullResult, PullStatus, ReceivedMessage
+    from .transaction import (
+        AsyncTransactionProducer,
+        TransactionListener,
+        TransactionProducer,
+        TransactionSendResult,
+        TransactionState,
+    )
 
 #: public name -> the module defining it
 _MODULES: Final = {
     "AsyncProducer": ".producer",
     "AsyncPullConsumer": ".consumer",
     "AsyncPushConsumer": ".push_consumer",
+    "AsyncTransactionProducer": ".transaction",
     "BatchSendResult": ".message",
     "BrokerError": ".errors",
     "BrokerUnreachable": ".errors",
@@ -66,6 +76,10 @@ _MODULES: Final = {
     "RequestTimeout": ".errors",
     "SendResult": ".message",
     "SendTimeout": ".errors",
+    "TransactionListener": ".transaction",
+    "TransactionProducer": ".transaction",
+    "TransactionSendResult": ".transaction",
+    "TransactionState": ".transaction",
     "allocate_averagely": ".rebalance",
     "allocate_by_circle": ".rebalance",
 }
@@ -74,6 +88,7 @@ __all__ = [
     "AsyncProducer",
     "AsyncPullConsumer",
     "AsyncPushConsumer",
+    "AsyncTransactionProducer",
     "BatchSendResult",
     "BrokerError",
     "BrokerUnreachable",
@@ -94,6 +109,10 @@ __all__ = [
     "RequestTimeout",
     "SendResult",
     "SendTimeout",
+    "TransactionListener",
+    "TransactionProducer",
+    "TransactionSendResult",
+    "TransactionState",
     "allocate_averagely",
     "allocate_by_circle",
 ]

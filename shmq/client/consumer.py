@@ -51,8 +51,10 @@ from shmq.protocol import (
     MessageQueue,
     SubscriptionData,
 )
+from shmq.protocol.admin import ConsumerRunningInfo, ProcessQueueInfo
 
 from .assignment import DEFAULT_REBALANCE_INTERVAL_S, Rebalancer, Subscriptions
+from .broker_requests import PROP_CONSUME_TYPE
 from .consumer_api import DEFAULT_PULL_BATCH_SIZE, DEFAULT_SUSPEND_MS, ConsumerApi
 from .errors import ConsumerClosed, NoRouteInfo
 from .instance import ClientInstance
@@ -486,6 +488,39 @@ class AsyncPullConsumer:
     async def seek_to_end(self, mq: MessageQueue) -> None:
         """Read only messages sent to `mq` from now on."""
         self.seek(mq, await self.api.max_offset(mq))
+
+    # -- requests from operators (client/broker_requests.py) -----------------------------------
+    async def reset_offsets(self, topic: str, offsets: Mapping[MessageQueue, int]) -> None:
+        """RESET_CONSUMER_CLIENT_OFFSET: read `topic`'s owned queues from `offsets` on (their
+        buffers are dropped) and store those offsets."""
+        moved = {mq: offset for mq, offset in offsets.items()
+                 if mq.topic == topic and mq in self._queues}
+        for mq, offset in moved.items():
+            self.seek(mq, offset)
+        try:
+            await self._commit_positions(moved, wait=True)
+        except (ClientError, OSError) as err:  # the broker may hold them already (shmq does)
+            log.warning("group %s: reset offsets not persisted: %s", self._group, err)
+
+    def running_info(self) -> ConsumerRunningInfo:
+        """GET_CONSUMER_RUNNING_INFO: settings, subscriptions, owned queues (Java shape)."""
+        props = {
+            "consumerGroup": self._group, "messageModel": self.message_model.name,
+            "consumeFromWhere": self.consume_from.name,
+            "pullBatchSize": str(self.pull_batch_size),
+            "autoCommit": "true" if self.auto_commit else "false",
+            PROP_CONSUME_TYPE: ConsumeType.CONSUME_ACTIVELY.name,
+        }
+        table = {}
+        for mq, state in self._queues.items():
+            committed = self.offsets.read_memory(mq)
+            buffered = [m.queue_offset for m in state.buffer]
+            table[mq] = ProcessQueueInfo(
+                commit_offset=-1 if committed is None else committed,
+                cached_msg_min_offset=buffered[0] if buffered else 0,
+                cached_msg_max_offset=buffered[-1] if buffered else 0,
+                cached_msg_count=len(buffered))
+        return ConsumerRunningInfo(props, self.subscriptions.values(), table)
 
 
 class PullConsumer:

@@ -13,8 +13,12 @@ a `RouteTable`, and two periodic tasks once started:
   and subscriptions; it is what puts the client in the group's consumer list.
 
 Brokers send requests back on the same connections: NOTIFY_CONSUMER_IDS_CHANGED (a group's
-members changed) is passed to that group's consumer, which rebalances at once; anything else is
-answered REQUEST_CODE_NOT_SUPPORTED (or ignored when oneway).
+members changed) is passed to that group's consumer, which rebalances at once;
+RESET_CONSUMER_CLIENT_OFFSET and GET_CONSUMER_RUNNING_INFO go to `broker_requests`;
+CHECK_TRANSACTION_STATE (a half message nobody resolved) is decoded and passed to the
+transactional producer of the message's PGROUP (`register_transaction_checker`), which answers
+with END_TRANSACTION on the same connection; anything else is answered
+REQUEST_CODE_NOT_SUPPORTED (or ignored when oneway).
 
 `invoke` wraps `shmq.remoting` errors into `ClientError`s (`errors.error_for_transport`), so
 producers and consumers deal with client errors only. On `close` the instance sends
@@ -38,8 +42,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, Protocol
 
 from shmq.errors import ClientError
+from shmq.message.errors import MessageError
+from shmq.message.properties import PROPERTY_PGROUP
+from shmq.message.record import StoredMessage, decode_record
 from shmq.protocol import (
+    CheckTransactionStateRequestHeader,
     ConsumerData,
+    HeaderFieldError,
     HeartbeatData,
     NotifyConsumerIdsChangedRequestHeader,
     ProducerData,
@@ -59,6 +68,7 @@ from shmq.remoting import (
     RemotingTimeout,
 )
 
+from .broker_requests import MEMBER_REQUESTS, answer_member_request
 from .errors import (
     BrokerUnreachable,
     ConnectionLost,
@@ -74,6 +84,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT_S",
     "ClientInstance",
     "ConsumerMember",
+    "TransactionChecker",
     "error_for_transport",
     "local_ip",
 ]
@@ -128,6 +139,20 @@ class ConsumerMember(Protocol):
         """The broker says the group's members changed: rebalance soon (must not block)."""
 
 
+class TransactionChecker(Protocol):
+    """What the instance needs from a transactional producer registered with it."""
+
+    @property
+    def group(self) -> str:
+        """The producer group (the PGROUP of its half messages)."""
+
+    def on_check_transaction_state(self, conn: Connection,
+                                   header: CheckTransactionStateRequestHeader,
+                                   message: StoredMessage) -> None:
+        """A broker asks about the half message `message` (topic and queue id the real
+        ones); answer later with END_TRANSACTION on `conn` (must not block)."""
+
+
 class ClientInstance:
     """Connections, routes and heartbeats shared by a client's producers and consumers."""
 
@@ -168,6 +193,7 @@ class ClientInstance:
                                  default_topic_queue_nums=default_topic_queue_nums)
         self._producers: dict[str, int] = {}
         self._consumers: dict[str, ConsumerMember] = {}
+        self._checkers: dict[str, TransactionChecker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -226,6 +252,24 @@ class ClientInstance:
             self._producers[group] = left
         else:
             self._producers.pop(group, None)
+
+    def register_transaction_checker(self, checker: TransactionChecker) -> None:
+        """Pass CHECK_TRANSACTION_STATE requests about `checker.group`'s half messages to it
+        (the group must also be registered with `register_producer` to be in heartbeats).
+
+        Raises:
+            ValueError: another checker of the same group is registered here.
+        """
+        other = self._checkers.get(checker.group)
+        if other is not None and other is not checker:
+            raise ValueError(f"producer group {checker.group!r} already has a transactional "
+                             f"producer in client {self.client_id}")
+        self._checkers[checker.group] = checker
+
+    def unregister_transaction_checker(self, checker: TransactionChecker) -> None:
+        """Undo `register_transaction_checker`."""
+        if self._checkers.get(checker.group) is checker:
+            del self._checkers[checker.group]
 
     def register_consumer(self, member: ConsumerMember) -> None:
         """Name `member` in heartbeats and pass it its group's notifications.
@@ -342,6 +386,11 @@ class ClientInstance:
         if request.code == RequestCode.NOTIFY_CONSUMER_IDS_CHANGED:
             self._ids_changed(conn, request)
             return None if request.is_oneway else make_response(request, ResponseCode.SUCCESS)
+        if request.code == RequestCode.CHECK_TRANSACTION_STATE:
+            self._check_transaction_state(conn, request)
+            return None  # Java answers nothing, even to a normal request
+        if request.code in MEMBER_REQUESTS:  # offset resets and running info (operators)
+            return answer_member_request(self, request, self._consumers.get)
         log.debug("client %s: request %d from %s not supported", self.client_id, request.code,
                   conn.remote_address)
         return make_response(request, ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
@@ -354,3 +403,21 @@ class ClientInstance:
                  conn.remote_address, group.consumer_group)
         if member is not None:
             member.on_consumer_ids_changed()
+
+    def _check_transaction_state(self, conn: Connection, request: RemotingCommand) -> None:
+        """Java `ClientRemotingProcessor.checkTransactionState`: find the producer by the
+        message's PGROUP; undecodable requests and unknown groups are logged and dropped."""
+        try:
+            header = CheckTransactionStateRequestHeader.from_ext_fields(request.ext_fields)
+            message = decode_record(request.body or b"")
+        except (HeaderFieldError, MessageError) as err:
+            log.warning("client %s: undecodable CHECK_TRANSACTION_STATE from %s: %s",
+                        self.client_id, conn.remote_address, err)
+            return
+        group = message.properties.get(PROPERTY_PGROUP, "")
+        checker = self._checkers.get(group)
+        if checker is None:
+            log.info("client %s: %s checks a transaction of producer group %r, which has no "
+                     "transactional producer here", self.client_id, conn.remote_address, group)
+            return
+        checker.on_check_transaction_state(conn, header, message)

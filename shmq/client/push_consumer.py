@@ -47,7 +47,7 @@ import enum
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
@@ -60,8 +60,16 @@ from shmq.protocol import (
     MessageModel,
     MessageQueue,
 )
+from shmq.protocol.admin import ConsumerRunningInfo, ProcessQueueInfo
+from shmq.protocol.admin import ConsumeStatus as ConsumeStatusInfo
 
 from .assignment import DEFAULT_REBALANCE_INTERVAL_S, Rebalancer, Subscriptions, retry_topic
+from .broker_requests import (
+    PROP_CONSUME_ORDERLY,
+    PROP_CONSUME_TYPE,
+    PROP_CONSUMER_START_TIMESTAMP,
+    PROP_THREADPOOL_CORE_SIZE,
+)
 from .consumer_api import (
     DEFAULT_MAX_RECONSUME_TIMES,
     DEFAULT_PULL_BATCH_SIZE,
@@ -141,6 +149,8 @@ class ProcessQueue:
     pull_task: asyncio.Task[None] | None = None
     orderly_task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last_pull_ms: int = 0  #: wall clock of the last answered pull (running info)
+    last_consume_ms: int = 0  #: wall clock of the last finished listener call
 
     def put(self, messages: Iterable[ReceivedMessage]) -> None:
         """Add pulled messages (pulls come in offset order, so the dict stays sorted)."""
@@ -233,6 +243,7 @@ class AsyncPushConsumer:
         self._rebalancer = Rebalancer(self.api, self.subscriptions, self._apply,
                                       model=message_model, strategy=allocate,
                                       interval_s=rebalance_interval_s)
+        self.consume_threads = consume_threads
         self._executor = concurrent.futures.ThreadPoolExecutor(
             consume_threads, thread_name_prefix=f"shmq-consume-{group}")
         self._queues: dict[MessageQueue, ProcessQueue] = {}
@@ -242,6 +253,7 @@ class AsyncPushConsumer:
         self._closed = False
         #: messages handed to the listener / that it failed / sent back (statistics)
         self.consumed = self.failed = self.sent_back = 0
+        self.start_timestamp_ms = 0  #: wall clock of `start` (running info)
 
     def __repr__(self) -> str:
         return f"<AsyncPushConsumer {self._group} {self.instance.client_id}>"
@@ -312,6 +324,7 @@ class AsyncPushConsumer:
         if self.listener is None or not list(self.subscriptions):
             raise ValueError("a push consumer needs a listener and at least one subscription")
         self._started = True
+        self.start_timestamp_ms = int(time.time() * 1000)
         if self.clustering:
             self.subscriptions.add(retry_topic(self._group), "*")
             self.instance.routes.watch(retry_topic(self._group))
@@ -475,6 +488,7 @@ class AsyncPushConsumer:
             return
         if pq.dropped:
             return
+        pq.last_pull_ms = int(time.time() * 1000)
         pq.next_offset = result.next_begin_offset
         if result.messages:
             pq.put(result.messages)
@@ -544,6 +558,7 @@ class AsyncPushConsumer:
         self._finish(pq, msg)
 
     def _finish(self, pq: ProcessQueue, msg: ReceivedMessage) -> None:
+        pq.last_consume_ms = int(time.time() * 1000)
         offset = pq.finish([msg.queue_offset])
         if offset is not None and not pq.dropped:
             self.offsets.update(pq.mq, offset, increase_only=True)
@@ -614,6 +629,74 @@ class AsyncPushConsumer:
             by_broker.setdefault(mq.broker_name, []).append(mq)
         for broker_name, queues in by_broker.items():
             await self.api.unlock(broker_name, queues)
+
+    # -- requests from operators (client/broker_requests.py) -----------------------------------
+    async def reset_offsets(self, topic: str, offsets: Mapping[MessageQueue, int]) -> None:
+        """RESET_CONSUMER_CLIENT_OFFSET: consume `topic`'s owned queues from `offsets` on.
+        Each such queue stops (listener calls in progress finish but commit nothing), its new
+        offset is persisted, then it is given up and the rebalance requested at once takes it
+        again from there (Java `MQClientInstance.resetOffset`). A queue stays in the table
+        until its offset is persisted, so a concurrent rebalance cannot restart it from the
+        old one."""
+        moved = {mq: pq for mq, pq in self._queues.items()
+                 if mq.topic == topic and mq in offsets}
+        for mq, pq in moved.items():
+            pq.dropped = True
+            pq.wake.set()
+            for task in (pq.pull_task, pq.orderly_task):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+            self.offsets.update(mq, offsets[mq])
+        try:
+            await self.offsets.persist(list(moved), wait=True)
+        except (ClientError, OSError) as err:  # the broker may hold them already (shmq does)
+            log.warning("group %s: reset offsets of %s not persisted: %s", self._group, topic,
+                        err)
+        for mq, pq in moved.items():
+            if self._queues.get(mq) is pq:
+                del self._queues[mq]
+                self.offsets.remove(mq)
+                self.api.forget(mq)
+        self._rebalancer.request()
+
+    def running_info(self) -> ConsumerRunningInfo:
+        """GET_CONSUMER_RUNNING_INFO: settings, subscriptions, owned queues (Java shape)."""
+        props = {
+            "consumerGroup": self._group, "messageModel": self.message_model.name,
+            "consumeFromWhere": self.consume_from.name,
+            "consumeThreadMin": str(self.consume_threads),
+            "consumeThreadMax": str(self.consume_threads),
+            "pullBatchSize": str(self.pull_batch_size),
+            "pullThresholdForQueue": str(self.pull_threshold_per_queue),
+            "maxReconsumeTimes": str(self.max_reconsume_times),
+            "persistConsumerOffsetInterval": str(int(self.persist_interval_s * 1000)),
+            "suspendCurrentQueueTimeMillis": str(int(self.suspend_current_queue_s * 1000)),
+            PROP_CONSUME_ORDERLY: "true" if self.orderly else "false",
+            PROP_THREADPOOL_CORE_SIZE: str(self.consume_threads),
+            PROP_CONSUMER_START_TIMESTAMP: str(self.start_timestamp_ms),
+            PROP_CONSUME_TYPE: ConsumeType.CONSUME_PASSIVELY.name,
+        }
+        table = {}
+        for mq, pq in self._queues.items():
+            offsets = list(pq.messages)
+            committed = self.offsets.read_memory(mq)
+            table[mq] = ProcessQueueInfo(
+                commit_offset=-1 if committed is None else committed,
+                cached_msg_min_offset=offsets[0] if offsets else 0,
+                cached_msg_max_offset=offsets[-1] if offsets else 0,
+                cached_msg_count=len(offsets),
+                cached_msg_size_in_mib=sum(len(m.body) for m in pq.messages.values()) >> 20,
+                locked=pq.locked, last_lock_timestamp=_wall_ms(pq.lock_time) if pq.locked else 0,
+                droped=pq.dropped, last_pull_timestamp=pq.last_pull_ms,
+                last_consume_timestamp=pq.last_consume_ms)
+        status = {sub.topic: ConsumeStatusInfo(consume_failed_msgs=self.failed)
+                  for sub in self.subscriptions.values()}
+        return ConsumerRunningInfo(props, self.subscriptions.values(), table, status)
+
+
+def _wall_ms(monotonic_s: float) -> int:
+    """A `time.monotonic()` reading as wall-clock ms."""
+    return int((time.time() - (time.monotonic() - monotonic_s)) * 1000)
 
 
 class PushConsumer:

@@ -58,7 +58,6 @@ from typing import Final, Self, TypeAlias
 import posix_ipc
 
 from shmq.errors import IpcError
-
 from shmq.ipc.errors import (
     InvalidLayout,
     PeerGone,

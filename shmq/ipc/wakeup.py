@@ -79,9 +79,9 @@ from shmq.ipc.segment import DEFAULT_MODE, SEGMENT_PREFIX, SHM_DIR, posix_name
 
 __all__ = [
     "DEFAULT_POLICY",
+    "LOW_LATENCY_POLICY",
     "Bell",
     "FifoBell",
-    "LOW_LATENCY_POLICY",
     "Sleeper",
     "WaitPolicy",
     "WaitStatistics",

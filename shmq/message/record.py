@@ -75,6 +75,7 @@ __all__ = [
     "decode_record",
     "encode_record",
     "encode_record_into",
+    "iter_record_fields",
     "iter_records",
 ]
 
@@ -89,6 +90,10 @@ _MAGIC_NAMES: Final = {
     PENDING_MAGIC: "PENDING_MAGIC",
 }
 _WRITABLE_MAGICS: Final = frozenset((MESSAGE_MAGIC, PENDING_MAGIC))
+#: decoded topics and host addresses, by their bytes (bounded: cleared when full)
+_TOPICS: dict[bytes, str] = {}
+_ADDRESSES: dict[bytes, str] = {}
+_TEXT_CACHE_SIZE: Final = 4096
 # Indexes into HEADER_V4's fields, whose order is also StoredMessage's up to BODYLENGTH.
 _BODY_CRC: Final = 2
 _SYSFLAG: Final = 7
@@ -477,6 +482,13 @@ def _decode_fields(
     buf: Buffer, offset: int, total: int, topic_length: struct.Struct, check_crc: bool
 ) -> StoredMessage:
     """Parse a record whose TOTALSIZE and magic are checked and which lies wholly in `buf`."""
+    return StoredMessage(*_decode_tuple(buf, offset, total, topic_length, check_crc))
+
+
+def _decode_tuple(
+    buf: Buffer, offset: int, total: int, topic_length: struct.Struct, check_crc: bool
+) -> list[Any]:
+    """`_decode_fields` without the StoredMessage: its fields in order, as a list."""
     end = offset + total
     fixed = _read_fixed(buf, offset, end, topic_length)
     body_start = offset + _body_offset(fixed[_SYSFLAG])
@@ -487,13 +499,18 @@ def _decode_fields(
             offset, "body crc (field vs computed)", fixed[_BODY_CRC], body_crc(body)
         )
     raw_topic = bytes(buf[body_end + topic_length.size : topic_end])
-    try:
-        topic = raw_topic.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorruptRecord(offset, "topic", "UTF-8", raw_topic) from err
+    topic = _TOPICS.get(raw_topic)
+    if topic is None:
+        try:
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorruptRecord(offset, "topic", "UTF-8", raw_topic) from err
+        if len(_TOPICS) >= _TEXT_CACHE_SIZE:
+            _TOPICS.clear()
+        _TOPICS[raw_topic] = topic
     properties = decode_properties(buf[topic_end + PROPERTIES_LENGTH.size : end])
     fixed += (body, topic, properties)
-    return StoredMessage(*fixed)
+    return fixed
 
 
 def _body_offset(sysflag: int) -> int:
@@ -514,9 +531,19 @@ def _read_fixed(buf: Buffer, offset: int, end: int, topic_length: struct.Struct)
                 offset, "total size for the sysflag's hosts", f">= {minimum}", end - offset
             )
         fixed = _read_fixed_any_hosts(buf, offset, sysflag)
-    fixed[_BORN_ADDRESS] = unpack_address(fixed[_BORN_ADDRESS])
-    fixed[_STORE_ADDRESS] = unpack_address(fixed[_STORE_ADDRESS])
+    fixed[_BORN_ADDRESS] = _address_text(fixed[_BORN_ADDRESS])
+    fixed[_STORE_ADDRESS] = _address_text(fixed[_STORE_ADDRESS])
     return fixed
+
+
+def _address_text(address: bytes) -> str:
+    """`unpack_address`, remembered: a pull's records mostly share their hosts."""
+    text = _ADDRESSES.get(address)
+    if text is None:
+        if len(_ADDRESSES) >= _TEXT_CACHE_SIZE:
+            _ADDRESSES.clear()
+        text = _ADDRESSES[address] = unpack_address(address)
+    return text
 
 
 def _read_fixed_any_hosts(buf: Buffer, offset: int, sysflag: int) -> list[Any]:
@@ -567,3 +594,28 @@ def iter_records(
         message = decode_record(buf, offset, check_crc=check_crc, accept_v2=accept_v2)
         yield message
         offset += message.total_size
+
+
+def iter_record_fields(buf: Buffer) -> Iterator[list[Any]]:
+    """`iter_records` without building StoredMessages: each record's fields as a list, in
+    StoredMessage's field order, checked the same way. For decoders that turn
+    records straight into their own objects (a consumer's messages).
+
+    Raises:
+        CorruptRecord: (TruncatedRecord if cut short) at the first bad record.
+    """
+    offset, size = 0, len(buf)
+    unpack = SIZE_MAGIC.unpack_from
+    minimum = MIN_RECORD_BYTES
+    while offset < size:
+        if size - offset < SIZE_MAGIC.size:
+            raise TruncatedRecord(offset, "size and magic", SIZE_MAGIC.size, size - offset)
+        total, magic = unpack(buf, offset)
+        if magic != MESSAGE_MAGIC:
+            decode_record(buf, offset)  # raises the precise error
+        if total < minimum:
+            raise CorruptRecord(offset, "total size", f">= {minimum}", total)
+        if total > size - offset:
+            raise TruncatedRecord(offset, "total size", total, size - offset)
+        yield _decode_tuple(buf, offset, total, TOPIC_LENGTH, False)
+        offset += total

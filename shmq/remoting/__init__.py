@@ -34,9 +34,9 @@ from .connection import (
     response_for_error,
 )
 from .dispatch import Dispatcher
+from .errors import ConnectFailed, ConnectionClosed, RemotingError, RemotingTimeout
 from .eventloop import loop_kind, new_event_loop
 from .eventloop import run as run_loop
-from .errors import ConnectFailed, ConnectionClosed, RemotingError, RemotingTimeout
 from .server import Server, serve
 
 __all__ = [
@@ -54,9 +54,9 @@ __all__ = [
     "RemotingTimeout",
     "RequestHandler",
     "Server",
-    "parse_address",
     "loop_kind",
     "new_event_loop",
+    "parse_address",
     "response_for_error",
     "run_loop",
     "serve",

@@ -30,7 +30,7 @@ def loop_kind() -> str:
     if os.environ.get(ENV_VAR, "uvloop").strip().lower() == "asyncio":
         return "asyncio"
     try:
-        import uvloop  # noqa: F401,PLC0415 -- optional at run time
+        import uvloop  # noqa: F401 -- optional at run time
     except ImportError:
         return "asyncio"
     return "uvloop"
@@ -39,7 +39,7 @@ def loop_kind() -> str:
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop of the kind `loop_kind` names (not set as current)."""
     if loop_kind() == "uvloop":
-        import uvloop  # noqa: PLC0415
+        import uvloop
 
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()

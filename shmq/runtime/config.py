@@ -81,6 +81,7 @@ __all__ = [
     "SourceKind",
     "StoreSection",
     "SupervisorSection",
+    "TransactionSection",
     "config_options",
     "config_reference_markdown",
     "load_config",
@@ -90,7 +91,9 @@ __all__ = [
 
 ENV_PREFIX: Final = "SHMQ_"  #: only environment variables starting with this are looked at
 #: SHMQ_ variables that are not settings: the config file path and the tests' random seed.
-ENV_ALLOWED: Final = frozenset({"SHMQ_CONFIG", "SHMQ_SEED"})
+#: SHMQ_EVENT_LOOP chooses the event loop (shmq.remoting.eventloop), in clients too;
+#: SHMQ_NAMESRV names the name servers of the client commands (shmq produce/consume/admin)
+ENV_ALLOWED: Final = frozenset({"SHMQ_CONFIG", "SHMQ_SEED", "SHMQ_EVENT_LOOP", "SHMQ_NAMESRV"})
 MAX_WRITERS: Final = 64  #: upper bound of `writers` (and of its default on big machines)
 #: Room a send request's header needs besides the body: the properties string (at most
 #: MAX_PROPERTIES_BYTES) and the other ext fields, JSON-encoded.
@@ -320,6 +323,24 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("ring.max_producers", int, default=64, check=between(1, 1024),
             doc="Most producers (acceptors and local producers) attached at once; each gets one "
                 "ring per writer."),
+    # --- [transaction]
+    Setting("transaction.reject", bool, default=False,
+            doc="Refuse transactional (half) messages with NO_PERMISSION "
+                "(rejectTransactionMessage); nothing is stored."),
+    Setting("transaction.check_interval_ms", int, default=60_000, unit="ms",
+            check=between(10, 86_400_000),
+            doc="How often the acceptor looks for unresolved half messages and asks their "
+                "producer group for the outcome with CHECK_TRANSACTION_STATE "
+                "(transactionCheckInterval)."),
+    Setting("transaction.timeout_ms", int, default=6_000, unit="ms",
+            check=between(0, 86_400_000),
+            doc="A half message is checked back only once it is older than this "
+                "(transactionTimeOut); a producer's own commit or rollback normally arrives "
+                "well before. A message's CHECK_IMMUNITY_TIME_IN_SECONDS property overrides it."),
+    Setting("transaction.check_max", int, default=15, check=between(1, 10_000),
+            doc="Check-backs of one half message before it is given up: it is then copied to "
+                "TRANS_CHECK_MAX_TIME_TOPIC and never delivered (transactionCheckMax). With the "
+                "defaults that is after about 15 minutes."),
     # --- [supervisor]
     Setting("supervisor.restart_backoff_s", float, default=0.5, unit="s", check=POSITIVE,
             doc="Wait before restarting a crashed child; it doubles with each restart up to "
@@ -709,6 +730,16 @@ class RingSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionSection:
+    """`[transaction]`: half messages and their check-back (behaviours.md §9)."""
+
+    reject: bool
+    check_interval_ms: int
+    timeout_ms: int
+    check_max: int
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorSection:
     """`[supervisor]`: restarts and shutdown."""
 
@@ -730,7 +761,8 @@ class LogSection:
 
 _SECTION_TYPES: Final[Mapping[str, Callable[..., Any]]] = MappingProxyType({
     "broker": BrokerSection, "namesrv": NamesrvSection, "store": StoreSection,
-    "ring": RingSection, "supervisor": SupervisorSection, "log": LogSection,
+    "ring": RingSection, "transaction": TransactionSection, "supervisor": SupervisorSection,
+    "log": LogSection,
 })
 
 
@@ -746,6 +778,7 @@ class Config:
     namesrv: NamesrvSection
     store: StoreSection
     ring: RingSection
+    transaction: TransactionSection
     supervisor: SupervisorSection
     log: LogSection
     sources: Mapping[str, Source] = field(compare=False, repr=False,

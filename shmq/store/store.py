@@ -40,10 +40,9 @@ from shmq.store.claims import ClaimTable
 from shmq.store.commitlog import AppendResult, CommitLog
 from shmq.store.config import FlushMode, StoreConfig
 from shmq.store.consumequeue import ConsumeQueue, list_queues
-from shmq.store.scan import IndexScan, scan_for_index
 from shmq.store.errors import DispatchFailed
 from shmq.store.index import IndexService
-from shmq.store.scan import RecordMeta, check_record
+from shmq.store.scan import IndexScan, RecordMeta, check_record, scan_for_index
 
 __all__ = ["MessageStore", "store_paths"]
 

@@ -30,17 +30,35 @@ from .offsets import (
 )
 from .pull import pull_message
 from .send import consumer_send_msg_back, send_message
+from .stats import (
+    get_broker_config,
+    get_broker_runtime_info,
+    get_consume_stats,
+    get_consumer_connection_list,
+    get_consumer_running_info,
+    get_topic_stats_info,
+    invoke_broker_to_reset_offset,
+)
+from .transaction import end_transaction
 
 __all__ = [
     "BrokerHandler",
     "consumer_send_msg_back",
     "delete_topic_in_broker",
+    "end_transaction",
     "get_all_topic_config",
+    "get_broker_config",
+    "get_broker_runtime_info",
+    "get_consume_stats",
+    "get_consumer_connection_list",
     "get_consumer_list_by_group",
+    "get_consumer_running_info",
     "get_earliest_msg_storetime",
     "get_max_offset",
     "get_min_offset",
+    "get_topic_stats_info",
     "heart_beat",
+    "invoke_broker_to_reset_offset",
     "lock_batch_mq",
     "pull_message",
     "query_consumer_offset",

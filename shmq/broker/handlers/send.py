@@ -17,10 +17,16 @@ stored. In the order Java's `SendMessageProcessor` checks:
 3. The queue: the requested one (SYSTEM_ERROR when outside the topic's queues) or, for a
    negative id, a random writable one. A ``%RETRY%<group>`` send whose reconsume count reached
    its maximum goes to ``%DLQ%<group>`` queue 0 instead. A TRAN_MSG (half) message goes to
-   RMQ_SYS_TRANS_HALF_TOPIC queue 0 with REAL_TOPIC/REAL_QID, never to its topic.
+   RMQ_SYS_TRANS_HALF_TOPIC queue 0 with REAL_TOPIC/REAL_QID and its transaction sysflag bits
+   cleared, never to its topic (NO_PERMISSION when `BrokerSettings.reject_transaction`); as in
+   Java, TRAN_MSG is read like `Boolean.parseBoolean` and ignored on a client-side resend
+   (reconsume count and DELAY both set). Its response names the real queue, the half queue's
+   offset and, as transactionId, its UNIQ_KEY (`transaction` resolves it later).
 4. The properties as stored: WAIT removed (kept by Java only for its flush decisions), CLUSTER
    added; batch entries get the batch's own properties (which win, as the last occurrence in
-   Java's stored string does), except that each entry keeps its own UNIQ_KEY.
+   Java's stored string does), except that each entry keeps its own UNIQ_KEY. A plain batch
+   (not for a retry topic, one FLAG) keeps each entry's bytes and appends the batch's string
+   (`plain_batch`, as Java stores it); others are decoded and encoded again.
    The tag code of the consume-queue entry is the Java hash of TAGS.
 5. BORNHOST is the TCP peer (`Session.born_host`), STOREHOST the broker's advertised address.
 
@@ -103,6 +109,7 @@ from ..topics import (
     retry_topic,
 )
 from .common import DEFAULT_MAX_RECONSUME_TIMES
+from .plain_batch import plain_batch
 
 __all__ = ["consumer_send_msg_back", "send_message"]
 
@@ -134,6 +141,8 @@ class _Target:
     tag_code: int | None = None
     #: the queue id the response names, when not `queue_id` (a delayed message's real queue)
     reply_queue_id: int | None = None
+    #: transactionId of the response (a half message's UNIQ_KEY)
+    transaction_id: str | None = None
 
 
 # -- SEND_MESSAGE / SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE ---------------------------------------
@@ -148,8 +157,21 @@ def send_message(ctx: Session, request: RemotingCommand) -> Awaitable[RemotingCo
     body = request.body if request.body is not None else b""
     sysflag = header.sys_flag & _CLIENT_SYSFLAG
     if header.batch:
-        messages = _batch_messages(broker, header, bytes(body))
+        raw = _batch_body(broker, header, bytes(body))
         sysflag &= ~_COMPRESSION_BITS
+        if not header.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+            plain = plain_batch(raw, header.properties, broker.settings.cluster,
+                                broker.settings.max_body_bytes)
+            if plain is not None:  # the common case: entries' properties kept as they came
+                target = _Target(header.topic, _queue_id(config, header.queue_id), sysflag,
+                                 header.reconsume_times or 0)
+                batch = encode_batch(
+                    header.topic.encode(), target.queue_id, plain.bodies, plain.properties,
+                    born_timestamp_ms=header.born_timestamp, born_host=ctx.born_host,
+                    store_host=broker.store_host, flag=plain.flag, sysflag=sysflag,
+                    reconsume_times=target.reconsume_times)
+                return _append(broker, request, target, batch, plain.tags)
+        messages = _batch_messages(broker, header, raw)
     else:
         messages = [_single_message(broker, header, bytes(body))]
     target = _target(broker, header, config, messages, sysflag)
@@ -169,7 +191,8 @@ async def _append(broker: Broker, request: RemotingCommand, target: _Target,
     ext = SendMessageResponseHeader(
         msg_id=ids, queue_id=target.queue_id if target.reply_queue_id is None
         else target.reply_queue_id, queue_offset=appended.queue_offset,
-        msg_region=broker.settings.region, trace_on=True).to_ext_fields()
+        transaction_id=target.transaction_id, msg_region=broker.settings.region,
+        trace_on=True).to_ext_fields()
     return make_response(request, ResponseCode.SUCCESS, ext_fields=ext)
 
 
@@ -207,12 +230,17 @@ def _single_message(broker: Broker, header: SendMessageRequestHeader, body: byte
     return _Message(body, _properties_of(header.properties), header.flag)
 
 
-def _batch_messages(broker: Broker, header: SendMessageRequestHeader,
-                    body: bytes) -> list[_Message]:
+def _batch_body(broker: Broker, header: SendMessageRequestHeader, body: bytes) -> bytes:
+    """The batch body, inflated if the client compressed it."""
     if header.sys_flag & rec.COMPRESSED_FLAG:
         compressed = len(body)
         body = _inflate(body, broker.settings.max_frame_bytes)
         log.debug("batch for %s: inflated %d -> %d bytes", header.topic, compressed, len(body))
+    return body
+
+
+def _batch_messages(broker: Broker, header: SendMessageRequestHeader,
+                    body: bytes) -> list[_Message]:
     entries = decode_batch_body(body)
     if not entries:
         raise MessageIllegal("the batch body holds no message")
@@ -257,7 +285,7 @@ def _target(broker: Broker, header: SendMessageRequestHeader, config: TopicConfi
     target = _Target(header.topic, queue_id, sysflag, header.reconsume_times or 0)
     if header.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
         _dead_letter_if_exhausted(broker, header, target, messages)
-    if len(messages) == 1 and messages[0].properties.get(PROPERTY_TRAN_MSG) == "true":
+    if len(messages) == 1 and _is_half(target, messages[0]):
         _to_half_topic(broker, target, messages[0])
     elif len(messages) == 1:  # batches may not be delayed (clients refuse them)
         _delay_if_asked(broker, target, messages[0])
@@ -289,9 +317,21 @@ def _dead_letter_if_exhausted(broker: Broker, header: SendMessageRequestHeader, 
              target.reconsume_times, target.topic)
 
 
+def _is_half(target: _Target, message: _Message) -> bool:
+    """Java: `Boolean.parseBoolean(TRAN_MSG)`, except on a pre-4.6.1 client's resend."""
+    if message.properties.get(PROPERTY_TRAN_MSG, "").lower() != "true":
+        return False
+    return not (target.reconsume_times > 0 and delay_level(message.properties) > 0)
+
+
 def _to_half_topic(broker: Broker, target: _Target, message: _Message) -> None:
+    if broker.settings.reject_transaction:
+        raise NoPermission(f"the broker[{broker.settings.host}] sending transaction message "
+                           "is forbidden")
     message.properties[PROPERTY_REAL_TOPIC] = target.topic
     message.properties[PROPERTY_REAL_QID] = str(target.queue_id)
+    target.reply_queue_id = target.queue_id  # Java answers the real queue id
+    target.transaction_id = message.properties.get(PROPERTY_UNIQ_KEY)
     target.topic, target.queue_id = TRANS_HALF_TOPIC, 0
     target.sysflag &= ~rec.TRANSACTION_MASK
     broker.topics.ensure(TRANS_HALF_TOPIC, 1, PERM_RW)
