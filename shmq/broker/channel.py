@@ -9,7 +9,9 @@ completion ring per writer (an acceptor that only serves consumers holds none). 
 1. picks the owning writer (`protocol.local.queue_owner`), encodes ONE ring record
    (`protocol.local.encode_append`: the records the handler encoded, their sizes and tag codes)
    and reserves, fills and publishes it in the writer's request ring on the event loop's
-   thread, then rings the writer's doorbell if the writer is parked;
+   thread; at the end of the loop turn the doorbell of each writer that got requests is
+   rung if that writer is parked (one post for all of a turn's requests, e.g. a pipelined
+   burst from one connection);
 2. registers an `asyncio.Future` under the request id and awaits it.
 
 Completions come back on the event loop itself, with no thread: the completion rings are
@@ -140,6 +142,7 @@ class WriteChannel:
         self._doorbells = [Waker(open_semaphore(shm.instance, doorbell_name(w)))
                            for w in range(self._writers)]
         self._bell_states = shm.doorbells.array
+        self._to_ring: set[int] = set()  # writers to wake at the end of this loop turn
         self._writer_stats = shm.stats.array
         self._max_payload = max_payload_bytes(ring_bytes)
         self._ids = itertools.count(1)
@@ -274,10 +277,19 @@ class WriteChannel:
         except RingClosed as err:
             pid = int(self._writer_stats[writer]["pid"])
             raise WriterGone(writer, pid, "it closed our request ring") from err
-        state = int(self._bell_states[writer])
-        if state > 0:
-            self._doorbells[writer].wake(state)
+        if not self._to_ring:
+            self._loop.call_soon(self._ring_doorbells)
+        self._to_ring.add(writer)
         return True
+
+    def _ring_doorbells(self) -> None:
+        """Post the doorbell of each writer that got requests this loop turn and is parked:
+        one post (a system call that wakes a process) for all of a turn's requests."""
+        writers, self._to_ring = self._to_ring, set()
+        for writer in writers:
+            state = int(self._bell_states[writer])
+            if state > 0:
+                self._doorbells[writer].wake(state)
 
     async def _write_when_room(self, writer: int, pieces: list[bytes | memoryview],
                                size: int) -> None:

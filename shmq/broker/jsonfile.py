@@ -107,3 +107,21 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def try_exclusive_lock(path: Path) -> int | None:
+    """Take an exclusive `flock` on `path` (created if missing) without waiting; return the
+    descriptor holding it (close it to release), or None when another process holds it.
+
+    Used for the jobs one acceptor of a store runs (the delay timer, the transaction
+    check-back): the kernel drops the lock when its holder dies, so a restarted acceptor
+    takes over.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

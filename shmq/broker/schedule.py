@@ -27,7 +27,6 @@ idle.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import time
@@ -54,7 +53,7 @@ from shmq.message.taghash import tag_hash
 from shmq.protocol.body_json import encode_json
 
 from .appender import Appender
-from .jsonfile import JsonFile
+from .jsonfile import JsonFile, try_exclusive_lock
 from .reader import StoreReader
 from .topics import SCHEDULE_TOPIC
 
@@ -113,13 +112,9 @@ class DelayScheduler:
         """Become the store's only timer if no other process is; True on success."""
         if self._lock_fd is not None:
             return True
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        self._lock_fd = try_exclusive_lock(self._lock_path)
+        if self._lock_fd is None:
             return False
-        self._lock_fd = fd
         self._load()
         return True
 

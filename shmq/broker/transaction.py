@@ -56,7 +56,6 @@ loop; a round yields to it every `_YIELD_EVERY` entries.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import time
@@ -95,6 +94,7 @@ from shmq.store.consumequeue import ConsumeQueue
 
 from .context import Broker
 from .errors import BrokerRejected
+from .jsonfile import try_exclusive_lock
 from .topics import PERM_RW, TRANS_CHECK_MAX_TIME_TOPIC, TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC
 
 __all__ = [
@@ -329,15 +329,8 @@ class TransactionChecker:
         """Become the store's only checker if no other process is; True on success."""
         if self._lock_fd is not None:
             return True
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = try_exclusive_lock(self._lock_path)
+        return self._lock_fd is not None
 
     def close(self) -> None:
         """Give the checker up (its progress is already saved after every round)."""

@@ -640,11 +640,7 @@ class Admin:
 
     def close(self) -> None:
         """Close the connections and stop the loop (idempotent)."""
-        if self._thread.is_running:
-            try:
-                self._thread.run(self._impl.close(), _FACADE_MARGIN_S)
-            finally:
-                self._thread.close()
+        self._thread.finish(self._impl.close(), _FACADE_MARGIN_S)
 
     def __enter__(self) -> Self:
         return self

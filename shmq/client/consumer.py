@@ -558,11 +558,7 @@ class PullConsumer:
 
     def close(self) -> None:
         """Commit (with auto_commit), leave the group, stop the loop (idempotent)."""
-        if self._thread.is_running:
-            try:
-                self._thread.run(self._impl.close(), _FACADE_MARGIN_S)
-            finally:
-                self._thread.close()
+        self._thread.finish(self._impl.close(), _FACADE_MARGIN_S)
 
     def __enter__(self) -> Self:
         self.start()

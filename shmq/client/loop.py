@@ -68,6 +68,17 @@ class LoopThread:
             raise RuntimeError("the client's event loop is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
+    def finish(self, coro: Coroutine[Any, Any, Any], timeout_s: float) -> None:
+        """Run `coro` (a client's close) if the loop still runs, then `close` the loop
+        whatever it raised (the synchronous facades' `close`). Idempotent."""
+        if not self.is_running:
+            coro.close()
+            return
+        try:
+            self.run(coro, timeout_s)
+        finally:
+            self.close()
+
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None) -> T:
         """Run `coro` on the loop and wait for its result (or exception).
 

@@ -569,11 +569,7 @@ class Producer:
 
     def close(self) -> None:
         """Unregister from the brokers, close connections, stop the loop (idempotent)."""
-        if self._thread.is_running:
-            try:
-                self._thread.run(self._impl.close(), _FACADE_MARGIN_S)
-            finally:
-                self._thread.close()
+        self._thread.finish(self._impl.close(), _FACADE_MARGIN_S)
 
     def __enter__(self) -> Self:
         self.start()

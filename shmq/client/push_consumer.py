@@ -761,12 +761,8 @@ class PushConsumer:
 
     def shutdown(self) -> None:
         """See `AsyncPushConsumer.shutdown`; also stops the loop (idempotent)."""
-        if self._thread.is_running:
-            try:
-                self._thread.run(self._impl.shutdown(),
-                                 self._impl.shutdown_timeout_s + _FACADE_MARGIN_S)
-            finally:
-                self._thread.close()
+        self._thread.finish(self._impl.shutdown(),
+                            self._impl.shutdown_timeout_s + _FACADE_MARGIN_S)
 
     close = shutdown
 
