@@ -3,6 +3,9 @@
 
     shmq bench store --json | tee bench.jsonl | python3 tools/perf_table.py store
     shmq bench local --json | python3 tools/perf_table.py local
+    shmq bench client --json | python3 tools/perf_table.py client   # a row per figure
+
+Cells of the `client` table read "median (min-max)" over the runs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ COLUMNS = {
               ("ratio_to_ring", "ratio")],
 }
 
+#: `client` mode: (figure, title) rows of each median line, shmq's, the C++ client's, the ratio
+CLIENT_ROWS = [("sync_msgs_per_s", "sync send, msgs/s"), ("sync_p50_us", "sync send p50, us"),
+               ("sync_p99_us", "sync send p99, us"),
+               ("async_msgs_per_s", "async send (64 in flight), msgs/s"),
+               ("async_wheel_msgs_per_s", "async send, C++ wheel as shipped, msgs/s"),
+               ("batch_msgs_per_s", "batch send (32 per call), msgs/s"),
+               ("consume_msgs_per_s", "push consume, msgs/s"),
+               ("consume_first_ms", "push consume: first message after, ms"),
+               ("consume_longest_pause_ms", "push consume: longest pause, ms")]
+
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
@@ -30,11 +43,31 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _spread(row: dict[str, object], key: str) -> str:
+    if key not in row:
+        return ""
+    if f"{key}_min" not in row:
+        return _fmt(row[key])
+    return f"{_fmt(row[key])} ({_fmt(row[f'{key}_min'])}-{_fmt(row[f'{key}_max'])})"
+
+
+def client_table(rows: list[dict[str, object]]) -> None:
+    print("| body B | figure | shmq | C++ | shmq / C++ |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        for key, title in CLIENT_ROWS:
+            cells = [_spread(row, f"{who}_{key}") for who in ("shmq", "cpp", "ratio")]
+            print(f"| {row['size']} | {title} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "store"
-    cols = COLUMNS[kind]
     rows = [json.loads(line) for line in sys.stdin if line.strip().startswith("{")]
     rows = [r for r in rows if r.get("median")]
+    if kind == "client":
+        client_table(rows)
+        return
+    cols = COLUMNS[kind]
     print("| " + " | ".join(title for _, title in cols) + " |")
     print("|" + "---|" * len(cols))
     for row in rows:

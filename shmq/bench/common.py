@@ -1,26 +1,60 @@
-"""Helpers shared by the benchmarks: medians, JSON lines, the raw-copy ceiling."""
+"""Helpers shared by the benchmarks: medians and spreads, JSON lines, a broker on free ports,
+the raw-copy ceiling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
 import statistics
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shmq.ipc.segment import remove_stale
+from shmq.runtime.launcher import free_port, start_broker
 from shmq.store.segments import MADV_POPULATE_WRITE
 
-__all__ = ["copy_ceiling", "emit", "median_of"]
+__all__ = ["copy_ceiling", "emit", "median_of", "running_broker", "spread_of"]
 
 
 def median_of(runs: Iterable[dict[str, Any]], keys: Iterable[str]) -> dict[str, float]:
     runs = list(runs)
     return {k: statistics.median(r[k] for r in runs) for k in keys if all(k in r for r in runs)}
+
+
+def spread_of(runs: Iterable[dict[str, Any]], keys: Iterable[str]) -> dict[str, float]:
+    """`<key>_min` and `<key>_max` over `runs` of each key that every run has."""
+    runs = list(runs)
+    spread = {}
+    for k in keys:
+        if runs and all(k in r for r in runs):
+            spread[f"{k}_min"] = min(r[k] for r in runs)
+            spread[f"{k}_max"] = max(r[k] for r in runs)
+    return spread
+
+
+@contextlib.contextmanager
+def running_broker(tmp: Path, writers: int, prefix: str) -> Iterator[tuple[str, str]]:
+    """A `shmq start` on free ports with its data in `tmp`; yields (broker address, name server
+    address) once it is ready, and stops it (and removes whatever shared memory a broker that
+    died left) on the way out, whatever happened."""
+    broker_port, namesrv_port = free_port(), free_port()
+    broker = start_broker(tmp, writers=writers, instance=f"{prefix}{uuid.uuid4().hex[:10]}", env={
+        "SHMQ_BROKER_PORT": str(broker_port), "SHMQ_NAMESRV_PORT": str(namesrv_port)})
+    try:
+        broker.wait_ready(60)
+        yield f"127.0.0.1:{broker_port}", f"127.0.0.1:{namesrv_port}"
+    finally:
+        try:
+            broker.stop()
+        finally:
+            remove_stale(broker.instance)
 
 
 def emit(obj: dict[str, Any], as_json: bool) -> None:

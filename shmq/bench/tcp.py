@@ -31,14 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from shmq.bench.common import emit, median_of
-from shmq.bench.peers import NatsTarget, RedisTarget, free_port, missing, peer_server
-from shmq.ipc.segment import remove_stale
+from shmq.bench.common import emit, median_of, running_broker
+from shmq.bench.peers import NatsTarget, RedisTarget, missing, peer_server
 from shmq.message.batch import encode_batch_body
 from shmq.message.record import iter_records
 from shmq.protocol import (
@@ -49,7 +47,6 @@ from shmq.protocol import (
     make_request,
 )
 from shmq.remoting import RemotingClient, run_loop
-from shmq.runtime.launcher import start_broker
 
 __all__ = ["FIGURES", "run_matrix", "run_once"]
 
@@ -217,22 +214,6 @@ def _measure_peer(name: str, tmp: Path, size: int, messages: int) -> dict[str, f
         return run_loop(go())
 
 
-@contextlib.contextmanager
-def _broker(tmp: Path, writers: int) -> Iterator[tuple[str, str]]:
-    """A `shmq start` on free ports; yields (broker address, name server address)."""
-    broker_port, namesrv_port = free_port(), free_port()
-    broker = start_broker(tmp, writers=writers, instance=f"bt{uuid.uuid4().hex[:10]}", env={
-        "SHMQ_BROKER_PORT": str(broker_port), "SHMQ_NAMESRV_PORT": str(namesrv_port)})
-    try:
-        broker.wait_ready(60)
-        yield f"127.0.0.1:{broker_port}", f"127.0.0.1:{namesrv_port}"
-    finally:
-        try:
-            broker.stop()
-        finally:
-            remove_stale(broker.instance)  # whatever a broker that died may have left
-
-
 # --- the C++ client ---------------------------------------------------------------------------
 _CPP_PRODUCER = r"""
 import os, sys, time
@@ -290,7 +271,7 @@ def run_once(*, size: int, messages: int, peers: Sequence[str] = (), cpp: bool =
     tmp = Path(tempfile.mkdtemp(prefix="shmq-bench-tcp-"))
     result: dict[str, Any] = {"size": size, "messages": messages}
     try:
-        with _broker(tmp, writers) as (addr, namesrv):
+        with running_broker(tmp, writers, "bt") as (addr, namesrv):
             result.update(_prefixed("shmq", _measure_shmq(addr, size, messages)))
             if cpp:
                 rate = cpp_sync_rate(namesrv, tmp, size, messages)
