@@ -112,6 +112,8 @@ _PULL_ERROR_DELAY_S: Final = 3.0
 _FLOW_CONTROL_DELAY_S: Final = 0.05
 #: a failed send-back: consume the message again locally after this long (Java: 5 s)
 _LOCAL_RETRY_DELAY_S: Final = 5.0
+#: messages a consume thread takes per hand-over (one listener call each); see _submit_chunk
+_CHUNK: Final = 8
 #: an orderly queue whose lock is missing is looked at again after this long
 _NOT_LOCKED_DELAY_S: Final = 1.0
 _FACADE_MARGIN_S: Final = 30.0
@@ -506,8 +508,8 @@ class AsyncPushConsumer:
         if self.orderly:
             pq.wake.set()
             return
-        for msg in messages:
-            self._submit(pq, msg)
+        for start in range(0, len(messages), _CHUNK):
+            self._submit_chunk(pq, messages[start:start + _CHUNK])
 
     def _call_listener(self, msg: ReceivedMessage) -> bool:
         """Runs on a consume thread."""
@@ -519,6 +521,40 @@ class AsyncPushConsumer:
             log.warning("group %s: listener failed on %s (%s/%d@%d)", self._group, msg.msg_id,
                         msg.queue.topic, msg.queue_id, msg.queue_offset, exc_info=True)
             return False
+
+    def _call_listener_on(self, messages: Sequence[ReceivedMessage]) -> list[bool]:
+        """Runs on a consume thread: the listener on each message, one at a time."""
+        return [self._call_listener(msg) for msg in messages]
+
+    def _submit_chunk(self, pq: ProcessQueue, messages: Sequence[ReceivedMessage]) -> None:
+        """Hand `messages` to one consume thread (the listener still gets one message per
+        call): a hand-over to the pool and back costs tens of microseconds, more than a
+        simple listener, so a pull's messages go in chunks of `_CHUNK`."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._call_listener_on, messages)
+        self._in_flight.add(future)
+        future.add_done_callback(lambda done: self._chunk_consumed(pq, messages, done))
+
+    def _chunk_consumed(self, pq: ProcessQueue, messages: Sequence[ReceivedMessage],
+                        future: asyncio.Future[list[bool]]) -> None:
+        self._in_flight.discard(future)
+        if future.cancelled():
+            return
+        results = future.result()
+        self.consumed += len(messages)
+        done = []
+        for msg, ok in zip(messages, results):
+            if ok or not self.clustering:
+                done.append(msg)
+                if not ok:
+                    self.failed += 1
+                    log.warning("group %s: broadcast message %s failed; dropped", self._group,
+                                msg.msg_id)
+            else:
+                self.failed += 1
+                self._spawn(self._send_back(pq, msg), "send-back")
+        if done:
+            self._finish_all(pq, done)
 
     def _submit(self, pq: ProcessQueue, msg: ReceivedMessage) -> None:
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._call_listener,
@@ -558,8 +594,11 @@ class AsyncPushConsumer:
         self._finish(pq, msg)
 
     def _finish(self, pq: ProcessQueue, msg: ReceivedMessage) -> None:
+        self._finish_all(pq, [msg])
+
+    def _finish_all(self, pq: ProcessQueue, messages: Sequence[ReceivedMessage]) -> None:
         pq.last_consume_ms = int(time.time() * 1000)
-        offset = pq.finish([msg.queue_offset])
+        offset = pq.finish([msg.queue_offset for msg in messages])
         if offset is not None and not pq.dropped:
             self.offsets.update(pq.mq, offset, increase_only=True)
 
