@@ -10,7 +10,8 @@ of 4 queues, messages spread round-robin over the queues:
 * ``async``: N single sends, ASYNC_WINDOW in flight: msgs/s.
 * ``batch``: N messages in batches of BATCH (SEND_BATCH_MESSAGE), BATCH_WINDOW batches in
   flight: msgs/s.
-* ``consume``: everything sent above read back (PULL_MESSAGE, PER_PULL per pull, PULL_WINDOW
+* ``consume``: everything sent above read back and decoded into messages as shmq's consumers do
+  (PULL_MESSAGE, PER_PULL per pull, PULL_WINDOW
   pulls in flight per queue): msgs/s.
 
 A send counts once it is acknowledged (shmq: SUCCESS; Redis: XADD's reply; NATS: the PubAck).
@@ -37,9 +38,10 @@ from typing import Any, Protocol
 
 from shmq.bench.common import emit, median_of, running_broker
 from shmq.bench.peers import NatsTarget, RedisTarget, missing, peer_server
+from shmq.client.received import decode_pull_response
 from shmq.message.batch import encode_batch_body
-from shmq.message.record import iter_records
 from shmq.protocol import (
+    MessageQueue,
     PullMessageRequestHeader,
     RequestCode,
     ResponseCode,
@@ -86,6 +88,7 @@ class ShmqTarget:
         self._client = RemotingClient()
         # headers are built once: encoding the JSON header is the client's per-request cost
         self._fields = [self._send_fields(q) for q in range(queues)]
+        self._queues = [MessageQueue(TOPIC, "bench", q) for q in range(queues)]
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[ShmqTarget]:
@@ -134,8 +137,10 @@ class ShmqTarget:
             self._addr, make_request(RequestCode.PULL_MESSAGE, 0, header.to_ext_fields()),
             TIMEOUT_S)
         if response.code == ResponseCode.SUCCESS:
-            got = sum(1 for _ in iter_records(response.body or b""))
-            return offset + got
+            # decoded into messages as shmq's consumers do (not just counted)
+            result = decode_pull_response(response.code, response.ext_fields, response.body,
+                                          self._queues[queue])
+            return offset + len(result.messages)
         if response.code in (ResponseCode.PULL_NOT_FOUND, ResponseCode.PULL_RETRY_IMMEDIATELY):
             await asyncio.sleep(0.001)
             return offset
