@@ -4,6 +4,7 @@
     shmq bench store --json | tee bench.jsonl | python3 tools/perf_table.py store
     shmq bench local --json | python3 tools/perf_table.py local
     shmq bench client --json | python3 tools/perf_table.py client   # a row per figure
+    shmq bench tcp --json | python3 tools/perf_table.py tcp         # a row per figure
 
 Cells of the `client` table read "median (min-max)" over the runs.
 """
@@ -60,12 +61,33 @@ def client_table(rows: list[dict[str, object]]) -> None:
             print(f"| {row['size']} | {title} | " + " | ".join(cells) + " |")
 
 
+#: `tcp` mode: (figure, title) rows; shmq, Redis Streams, NATS JetStream, the ratios
+TCP_ROWS = [("sync_msgs_per_s", "sync send, msgs/s"), ("sync_p50_us", "sync send p50, us"),
+            ("sync_p99_us", "sync send p99, us"),
+            ("async_msgs_per_s", "pipelined single sends (64 in flight), msgs/s"),
+            ("batch_msgs_per_s", "batches of 32 (8 in flight), msgs/s"),
+            ("consume_msgs_per_s", "consume, msgs/s")]
+
+
+def tcp_table(rows: list[dict[str, object]]) -> None:
+    print("| body B | figure | shmq | Redis | NATS | shmq / Redis | shmq / NATS |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        for key, title in TCP_ROWS:
+            cells = [_fmt(row.get(f"{who}_{key}", "")) for who in ("shmq", "redis", "nats")]
+            cells += [_fmt(row.get(f"ratio_{peer}_{key}", "")) for peer in ("redis", "nats")]
+            print(f"| {row['size']} | {title} | " + " | ".join(cells) + " |")
+        if "cpp_sync_msgs_per_s" in row:
+            print(f"| {row['size']} | sync send, C++ client, msgs/s | "
+                  f"{_fmt(row['cpp_sync_msgs_per_s'])} |  |  |  |  |")
+
+
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "store"
     rows = [json.loads(line) for line in sys.stdin if line.strip().startswith("{")]
     rows = [r for r in rows if r.get("median")]
-    if kind == "client":
-        client_table(rows)
+    if kind in ("client", "tcp"):
+        (client_table if kind == "client" else tcp_table)(rows)
         return
     cols = COLUMNS[kind]
     print("| " + " | ".join(title for _, title in cols) + " |")

@@ -15,7 +15,8 @@ Theory of operation
   holding `pull_threshold_per_queue` unfinished messages pauses its pulls (flow control); a
   failed pull waits 3 s. A new queue starts at the group's stored offset, else at the
   `consume_from` policy's.
-* **Concurrent listener** (default): every message is handed to a thread of the consume pool.
+* **Concurrent listener** (default): every message is handed to a thread of the consume pool
+  (a pull's messages in chunks of `_CHUNK`, one listener call per message).
   When it finishes, it leaves the process queue, and the queue's offset becomes the smallest
   offset still unfinished (or one past the largest pulled): offsets never pass a message that
   is still being consumed, whatever order the threads finish in. A failure (the listener raised
