@@ -103,6 +103,8 @@ class Writer:
         self.policy = policy
         self.max_body_bytes = max_body_bytes
         self._links: dict[int, _Link] = {}
+        #: (row, generation) of producers whose rings were closed when we came to attach
+        self._refused: set[tuple[int, int]] = set()
         self._seen_version = -1
         self._refreshed = 0.0
         self._owner_cache: dict[tuple[str, int], bool] = {}
@@ -128,7 +130,8 @@ class Writer:
                 self._drop(row)
         for row in range(len(rows)):
             pid, gen = int(rows[row]["pid"]), int(rows[row]["generation"])
-            if pid and row not in self._links and is_process_alive(pid):
+            if (pid and row not in self._links and (row, gen) not in self._refused
+                    and is_process_alive(pid)):
                 self._attach(row, gen, pid)
         self._stats["producers"] = len(self._links)
 
@@ -140,8 +143,18 @@ class Writer:
             log.debug("writer-%d: cannot attach producer row %d yet: %s", self.index, row, err)
             self._seen_version = -1
             return
-        link = _Link(row, generation, pid, req.consumer(self.policy), cmp.producer(self.policy),
-                     (req, cmp))
+        try:
+            ends = req.consumer(self.policy), cmp.producer(self.policy)
+        except ShmqError as err:
+            # The producer closed its rings (it is leaving; its row goes soon) or another
+            # process holds a role: nothing to serve. A writer must not die of it.
+            log.info("writer-%d: not attaching producer pid %d (row %d): %s", self.index, pid,
+                     row, err)
+            self._refused.add((row, generation))
+            req.detach()
+            cmp.detach()
+            return
+        link = _Link(row, generation, pid, ends[0], ends[1], (req, cmp))
         self._links[row] = link
         log.info("writer-%d: attached producer pid %d (row %d)", self.index, pid, row)
 
