@@ -196,11 +196,28 @@ def wait_for_line(run: ClientRun, prefix: str, timeout_s: float) -> bool:
 
 
 def received(lines: list[str]) -> list[dict[str, object]]:
-    """The messages a consumer printed, in the order it got them."""
-    return [json.loads(line[5:]) for line in lines if line.startswith("RECV ")]
+    """The messages a consumer printed, in the order it got them.
+
+    The C++ library writes to the same stream (stderr is merged into stdout) from its own
+    threads, without our lock: its text can land in front of a RECV line on the same line. Such
+    a line was dropped, which looked like a lost message (the consumer had counted it; the
+    group's committed offsets were past it). So the record is found anywhere in the line.
+    """
+    decoder = json.JSONDecoder()
+    found = []
+    for line in lines:
+        at = line.find("RECV {")
+        if at >= 0:
+            found.append(decoder.raw_decode(line, at + 5)[0])
+    return found
 
 
 def sent(lines: list[str]) -> dict[str, str]:
     """seq -> send status of a producer's output."""
-    return {parts[1]: parts[2] for parts in (line.split() for line in lines)
-            if parts and parts[0] in ("SENT", "FAILED")}
+    statuses = {}
+    for line in lines:  # found anywhere in the line, as in `received`
+        at = max(line.find("SENT "), line.find("FAILED "))
+        parts = line[at:].split() if at >= 0 else []
+        if len(parts) >= 3:
+            statuses[parts[1]] = parts[2]
+    return statuses
