@@ -28,15 +28,17 @@ Failures never hang a send:
 * Back-pressure: when the ring has no room, the append waits on the loop (a short sleep loop,
   FIFO per writer so a waiting send is not overtaken) for at most `busy_wait_s`, then fails
   with `WritePathBusy` (SYSTEM_BUSY): nothing was sent.
-* Writer death: while appends are in flight, a timer on the loop checks every `_SLICE_S` the
-  writers' pids (the writer-stats table); a dead writer fails every append written while it
-  was alive with `WriterGone` (outcome unknown). Appends written while
-  no writer was alive wait for its restarted successor, which takes them from the ring.
-* A writer that never answers: every append has a deadline (`timeout_s`), swept on the loop,
-  after which it fails with `SendTimedOut` (outcome unknown). A late completion is ignored.
+One timer on the loop (`_tick`, every `_SLICE_S` while appends are in flight) handles what
+no completion will:
 
-`close()` stops watching the bells, fails what is still in flight with `ChannelClosed` and gives the
-registry row back (unlinking the rings). Call `drain()` first to let in-flight appends finish.
+* Writer death: it checks the writers' pids (the writer-stats table); a dead writer fails
+  every append written while it was alive with `WriterGone` (outcome unknown). Appends written
+  while no writer was alive wait for its restarted successor, which takes them from the ring.
+* A writer that never answers: every append has a deadline (`timeout_s`), after which the
+  tick fails it with `SendTimedOut` (outcome unknown). A late completion is ignored.
+
+`close()` stops watching the bells, fails what is still in flight with `ChannelClosed` and gives
+the registry row back (unlinking the rings). Call `drain()` first to let in-flight appends finish.
 """
 
 from __future__ import annotations
@@ -98,7 +100,6 @@ _COMPLETION_RING_BYTES: Final = 1 << 20
 _READ_BATCH: Final = 512
 #: how often the writers' pids are checked while appends are in flight
 _SLICE_S: Final = 0.05
-_SWEEP_S: Final = 0.1
 _ROOM_POLL_S: Final = (0.0002, 0.001, 0.005)
 #: the completion rings are read from the loop, never waited on with a blocking park
 _COMPLETION_POLICY: Final = WaitPolicy(spin_us=0.0, min_spin_us=0.0, max_spin_us=0.0,
@@ -152,8 +153,7 @@ class WriteChannel:
         self._waiters = [0] * self._writers
         self._room_locks = [asyncio.Lock() for _ in range(self._writers)]
         self._topics: dict[str, tuple[bytes, int]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None  # see _tick
         self._closed = False
 
     @classmethod
@@ -254,8 +254,7 @@ class WriteChannel:
         try:
             if self._waiters[writer] or not self._try_write(writer, pieces, size):
                 await self._write_when_room(writer, pieces, size)
-            self._arm_sweeper()
-            self._arm_watchdog()
+            self._arm_tick()
             return await pending.future
         finally:
             self._pending.pop(rid, None)
@@ -346,21 +345,6 @@ class WriteChannel:
         log.warning("writer-%d (pid %d) died; %d appends in flight failed (outcome unknown)",
                     writer, pid, failed)
 
-    def _arm_sweeper(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_later(_SWEEP_S, self._sweep)
-
-    def _sweep(self) -> None:
-        self._sweeper = None
-        now = self._loop.time()
-        for rid, pending in list(self._pending.items()):
-            if pending.deadline <= now:
-                del self._pending[rid]
-                if not pending.future.done():
-                    pending.future.set_exception(SendTimedOut(pending.writer, self.timeout_s))
-        if self._pending:
-            self._arm_sweeper()
-
     # -- completions: read on the loop when a bell rings ------------------------------------------
 
     def _on_bell(self, writer: int) -> None:
@@ -387,22 +371,29 @@ class WriteChannel:
                 self._loop.remove_reader(consumer.fileno())
                 self._check_writer(writer, closed=True)
 
-    def _arm_watchdog(self) -> None:
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_later(_SLICE_S, self._watch_writers)
+    def _arm_tick(self) -> None:
+        if self._tick_handle is None:
+            self._tick_handle = self._loop.call_later(_SLICE_S, self._tick)
 
-    def _watch_writers(self) -> None:
-        """While appends are in flight, look for dead writers every `_SLICE_S`; also read the
-        rings once more, in case a bell's post was lost (see wakeup's docstring)."""
-        self._watchdog = None
+    def _tick(self) -> None:
+        """Every `_SLICE_S` while appends are in flight: fail those past their deadline, look
+        for dead writers, and read the rings once more in case a bell's post was lost (see
+        wakeup's docstring)."""
+        self._tick_handle = None
         if self._closed:
             return
+        now = self._loop.time()
+        for rid, pending in list(self._pending.items()):
+            if pending.deadline <= now:
+                del self._pending[rid]
+                if not pending.future.done():
+                    pending.future.set_exception(SendTimedOut(pending.writer, self.timeout_s))
         for writer in range(self._writers):
             if self._in_flight[writer]:
                 self._on_bell(writer)
                 self._check_writer(writer)
-        if any(self._in_flight):
-            self._arm_watchdog()
+        if self._pending:
+            self._arm_tick()
 
     def _check_writer(self, writer: int, *, closed: bool = False) -> None:
         """If appends are in flight on `writer` and it is dead (or closed our ring), fail them."""
@@ -436,9 +427,8 @@ class WriteChannel:
         for item in pending.values():
             if not item.future.done():
                 item.future.set_exception(gone)
-        for timer in (self._sweeper, self._watchdog):
-            if timer is not None:
-                timer.cancel()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
         if rings is not None:
             for producer in rings.requests:
                 producer.close()

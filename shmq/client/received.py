@@ -20,13 +20,14 @@ The consumer still advances to `nextBeginOffset`, past messages the re-filter dr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from shmq.message.errors import InvalidMessageId, MessageError
+from shmq.message.errors import MessageError
 from shmq.message.layout import COMPRESSED_FLAG
 from shmq.message.msgid import encode_offset_msg_id
 from shmq.message.properties import (
@@ -170,39 +171,35 @@ def received_message(record: StoredMessage, queue: MessageQueue,
     properties = dict(record.properties)
     if extra:
         properties.update(extra)
-    return _received(record.topic, properties, record.body, queue, record.queue_offset,
-                     record.phys_offset, record.reconsume_times, record.born_timestamp_ms,
-                     record.store_timestamp_ms, record.born_host, record.born_port,
-                     record.store_host, record.store_port, record.flag, record.sysflag)
+    return _received([getattr(record, name) for name in _FIELD_NAMES], properties, queue)
 
 
-def _received(topic: str, properties: dict[str, str], body: bytes, queue: MessageQueue,
-              queue_offset: int, phys_offset: int, reconsume_times: int, born_ms: int,
-              store_ms: int, born_host: str, born_port: int, store_host: str, store_port: int,
-              flag: int, sysflag: int) -> ReceivedMessage:
+#: StoredMessage's fields in order: `iter_record_fields` yields them so, as a list
+_FIELD_NAMES: Final = tuple(f.name for f in dataclasses.fields(StoredMessage))
+(_QUEUE_OFFSET, _PHYS_OFFSET, _SYSFLAG, _BORN_MS, _BORN_HOST, _BORN_PORT, _STORE_MS,
+ _STORE_HOST, _STORE_PORT, _RECONSUME, _BODY, _TOPIC, _PROPERTIES, _FLAG) = (
+    _FIELD_NAMES.index(name) for name in (
+        "queue_offset", "phys_offset", "sysflag", "born_timestamp_ms", "born_host", "born_port",
+        "store_timestamp_ms", "store_host", "store_port", "reconsume_times", "body", "topic",
+        "properties", "flag"))
+
+
+def _received(f: list[Any], properties: dict[str, str], queue: MessageQueue
+              ) -> ReceivedMessage:
+    """A ReceivedMessage from a record's fields `f` (StoredMessage's order) and the
+    properties to give it."""
+    topic, phys_offset = f[_TOPIC], f[_PHYS_OFFSET]
     if topic.startswith(RETRY_GROUP_TOPIC_PREFIX) and PROPERTY_RETRY_TOPIC in properties:
         topic = properties[PROPERTY_RETRY_TOPIC]
     try:
-        prefix = _ID_PREFIXES.get((store_host, store_port))
-        if prefix is None:
-            if len(_ID_PREFIXES) >= 1024:
-                _ID_PREFIXES.clear()
-            prefix = _ID_PREFIXES[store_host, store_port] = encode_offset_msg_id(
-                store_host, store_port, 0)[:-16]
-        if not 0 <= phys_offset < 1 << 63:
-            raise InvalidMessageId(phys_offset, "commit-log offset outside 0..2**63-1")
+        offset_msg_id = encode_offset_msg_id(f[_STORE_HOST], f[_STORE_PORT], phys_offset)
     except MessageError as err:
         raise MalformedResponse(f"record at {phys_offset}: {err}") from err
-    offset_msg_id = f"{prefix}{phys_offset:016X}"
     return ReceivedMessage(
-        topic, inflate_body(body, sysflag), queue, queue_offset, phys_offset,
-        properties.get(PROPERTY_UNIQ_KEY) or offset_msg_id, offset_msg_id, reconsume_times,
-        born_ms, store_ms, f"{born_host}:{born_port}", f"{store_host}:{store_port}", flag,
-        sysflag, properties)
-
-
-#: offset message id prefixes (store host and port in hex), by (host, port)
-_ID_PREFIXES: dict[tuple[str, int], str] = {}
+        topic, inflate_body(f[_BODY], f[_SYSFLAG]), queue, f[_QUEUE_OFFSET], phys_offset,
+        properties.get(PROPERTY_UNIQ_KEY) or offset_msg_id, offset_msg_id, f[_RECONSUME],
+        f[_BORN_MS], f[_STORE_MS], f"{f[_BORN_HOST]}:{f[_BORN_PORT]}",
+        f"{f[_STORE_HOST]}:{f[_STORE_PORT]}", f[_FLAG], f[_SYSFLAG], properties)
 
 
 def decode_pull_response(code: int, ext_fields: Mapping[str, str],
@@ -237,12 +234,7 @@ def decode_pull_response(code: int, ext_fields: Mapping[str, str],
             records = list(iter_record_fields(body))
         except MessageError as err:
             raise MalformedResponse(f"pull body of {queue}: {err}") from err
-        # fields: StoredMessage's order (message.record): 3 queue id, 4 flag, 5 queue offset,
-        # 6 phys offset, 7 sysflag, 8 born ms, 9/10 born host/port, 11 store ms, 12/13 store
-        # host/port, 14 reconsume times, 16 body, 17 topic, 18 properties
-        messages = tuple(
-            _received(f[17], {**f[18], **offsets}, f[16], queue, f[5], f[6], f[14], f[8],
-                      f[11], f[9], f[10], f[12], f[13], f[4], f[7])
-            for f in records if not tags or f[18].get(PROPERTY_TAGS) in tags)
+        messages = tuple(_received(f, {**f[_PROPERTIES], **offsets}, queue) for f in records
+                         if not tags or f[_PROPERTIES].get(PROPERTY_TAGS) in tags)
     return PullResult(status, header.next_begin_offset, header.min_offset, header.max_offset,
                       messages, header.suggest_which_broker_id)

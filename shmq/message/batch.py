@@ -14,7 +14,7 @@ caller first.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal, NamedTuple, overload
 
 from shmq.message.errors import BodyTooLarge, InvalidRecordField, MalformedBatch
@@ -66,45 +66,37 @@ def decode_batch_body(
         MalformedBatch: the body does not split into whole, self-consistent entries
             (TOTALSIZE == 22 + BODYLEN + PROPLEN, no negative length, nothing left over).
     """
-    raw = [_decode_batch_entry(body, pos) for pos in _batch_entry_offsets(body)]
+    raw = _decode_raw(body)
     if raw_properties:
         return raw
     return [BatchEntry(e.flag, e.body, decode_properties(e.properties)) for e in raw]
 
 
-def _batch_entry_offsets(body: Buffer) -> Iterator[int]:
-    """Start of each entry, after checking its TOTALSIZE against the bytes left."""
+def _decode_raw(body: Buffer) -> list[RawBatchEntry]:
+    """The entries with their properties as sent: one pass, the checks inline (this runs once
+    per message of every batch send)."""
+    unpack, unpack_len = BATCH_ENTRY_HEADER.unpack_from, PROPERTIES_LENGTH.unpack_from
+    overhead, head = BATCH_ENTRY_OVERHEAD, BATCH_ENTRY_HEADER.size
+    entries: list[RawBatchEntry] = []
     pos, size = 0, len(body)
     while pos < size:
         left = size - pos
-        if left < BATCH_ENTRY_OVERHEAD:
-            raise MalformedBatch(pos, f"{left} bytes left, an entry needs {BATCH_ENTRY_OVERHEAD}")
-        total = BATCH_ENTRY_HEADER.unpack_from(body, pos)[0]  # TOTALSIZE
-        if not BATCH_ENTRY_OVERHEAD <= total <= left:
+        if left < overhead:
+            raise MalformedBatch(pos, f"{left} bytes left, an entry needs {overhead}")
+        total, _magic, _crc, flag, body_len = unpack(body, pos)
+        if not overhead <= total <= left:
+            raise MalformedBatch(pos, f"TOTALSIZE {total} outside {overhead}..{left} (bytes left)")
+        if not 0 <= body_len <= total - overhead:
+            raise MalformedBatch(pos, f"BODYLEN {body_len} does not fit in TOTALSIZE {total}")
+        body_end = pos + head + body_len
+        (props_len,) = unpack_len(body, body_end)
+        if overhead + body_len + props_len != total or props_len < 0:
             raise MalformedBatch(
-                pos, f"TOTALSIZE {total} outside {BATCH_ENTRY_OVERHEAD}..{left} (bytes left)"
-            )
-        yield pos
+                pos, f"TOTALSIZE {total} != {overhead} + BODYLEN {body_len} + PROPLEN {props_len}")
+        entries.append(RawBatchEntry(flag, bytes(body[pos + head : body_end]),
+                                     bytes(body[body_end + 2 : pos + total])))
         pos += total
-
-
-def _decode_batch_entry(body: Buffer, pos: int) -> RawBatchEntry:
-    total, _magic, _crc, flag, body_len = BATCH_ENTRY_HEADER.unpack_from(body, pos)
-    if not 0 <= body_len <= total - BATCH_ENTRY_OVERHEAD:
-        raise MalformedBatch(pos, f"BODYLEN {body_len} does not fit in TOTALSIZE {total}")
-    body_start = pos + BATCH_ENTRY_HEADER.size
-    body_end = body_start + body_len
-    (props_len,) = PROPERTIES_LENGTH.unpack_from(body, body_end)
-    if BATCH_ENTRY_OVERHEAD + body_len + props_len != total or props_len < 0:
-        raise MalformedBatch(
-            pos,
-            f"TOTALSIZE {total} != {BATCH_ENTRY_OVERHEAD} + BODYLEN {body_len} "
-            f"+ PROPLEN {props_len}",
-        )
-    props_start = body_end + PROPERTIES_LENGTH.size
-    return RawBatchEntry(
-        flag, bytes(body[body_start:body_end]), bytes(body[props_start : props_start + props_len])
-    )
+    return entries
 
 
 def encode_batch_body(

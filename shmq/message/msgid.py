@@ -138,7 +138,14 @@ def encode_offset_msg_id(host: str, port: int, phys_offset: int) -> str:
     """
     if not 0 <= phys_offset <= _MAX_OFFSET:
         raise InvalidMessageId(phys_offset, "commit-log offset outside 0..2**63-1")
-    return (pack_host(host, port) + _MSG_ID_OFFSET.pack(phys_offset)).hex().upper()
+    return f"{_msg_id_prefix(host, port)}{phys_offset:016X}"
+
+
+@lru_cache(maxsize=1024)
+def _msg_id_prefix(host: str, port: int) -> str:
+    """The store-host part of an offset id (upper-case hex), remembered: a consumer computes
+    one id per message, and a pull's messages share their store host."""
+    return pack_host(host, port).hex().upper()
 
 
 def decode_offset_msg_id(msg_id: str) -> tuple[str, int, int]:

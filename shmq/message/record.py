@@ -459,6 +459,13 @@ def decode_record(
             TOTALSIZE below the minimum or different from the recomputed size, a length that
             points outside the record, a topic that is not UTF-8, or (with `check_crc`) BODYCRC.
     """
+    total, topic_length = _record_bounds(buf, offset, accept_v2)
+    return StoredMessage(*_decode_tuple(buf, offset, total, topic_length, check_crc))
+
+
+def _record_bounds(buf: Buffer, offset: int, accept_v2: bool) -> tuple[int, struct.Struct]:
+    """TOTALSIZE and the TOPICLENGTH field of the record at `offset`, checked against its
+    magic, the minimum size and the bytes `buf` holds (`decode_record`'s first checks)."""
     available = len(buf) - offset
     if offset < 0 or available < SIZE_MAGIC.size:
         raise TruncatedRecord(offset, "size and magic", SIZE_MAGIC.size, max(available, 0))
@@ -475,20 +482,14 @@ def decode_record(
         raise CorruptRecord(offset, "total size", f">= {minimum}", total)
     if total > available:
         raise TruncatedRecord(offset, "total size", total, available)
-    return _decode_fields(buf, offset, total, topic_length, check_crc)
-
-
-def _decode_fields(
-    buf: Buffer, offset: int, total: int, topic_length: struct.Struct, check_crc: bool
-) -> StoredMessage:
-    """Parse a record whose TOTALSIZE and magic are checked and which lies wholly in `buf`."""
-    return StoredMessage(*_decode_tuple(buf, offset, total, topic_length, check_crc))
+    return total, topic_length
 
 
 def _decode_tuple(
     buf: Buffer, offset: int, total: int, topic_length: struct.Struct, check_crc: bool
 ) -> list[Any]:
-    """`_decode_fields` without the StoredMessage: its fields in order, as a list."""
+    """StoredMessage's fields in order, as a list, of a record whose bounds are checked
+    (`_record_bounds`)."""
     end = offset + total
     fixed = _read_fixed(buf, offset, end, topic_length)
     body_start = offset + _body_offset(fixed[_SYSFLAG])
@@ -605,17 +606,7 @@ def iter_record_fields(buf: Buffer) -> Iterator[list[Any]]:
         CorruptRecord: (TruncatedRecord if cut short) at the first bad record.
     """
     offset, size = 0, len(buf)
-    unpack = SIZE_MAGIC.unpack_from
-    minimum = MIN_RECORD_BYTES
     while offset < size:
-        if size - offset < SIZE_MAGIC.size:
-            raise TruncatedRecord(offset, "size and magic", SIZE_MAGIC.size, size - offset)
-        total, magic = unpack(buf, offset)
-        if magic != MESSAGE_MAGIC:
-            decode_record(buf, offset)  # raises the precise error
-        if total < minimum:
-            raise CorruptRecord(offset, "total size", f">= {minimum}", total)
-        if total > size - offset:
-            raise TruncatedRecord(offset, "total size", total, size - offset)
-        yield _decode_tuple(buf, offset, total, TOPIC_LENGTH, False)
+        total, topic_length = _record_bounds(buf, offset, False)
+        yield _decode_tuple(buf, offset, total, topic_length, False)
         offset += total

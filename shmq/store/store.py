@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Self
@@ -33,7 +33,6 @@ import numpy as np
 
 from shmq.errors import ConfigError, StoreError
 from shmq.message.encoder import EncodedBatch, encode_batch
-from shmq.message.layout import MESSAGE_MAGIC
 from shmq.message.taghash import tag_hash
 from shmq.store.checkpoint import Checkpoint, CheckpointFile
 from shmq.store.claims import ClaimTable
@@ -42,7 +41,7 @@ from shmq.store.config import FlushMode, StoreConfig
 from shmq.store.consumequeue import ConsumeQueue, list_queues
 from shmq.store.errors import DispatchFailed
 from shmq.store.index import IndexService
-from shmq.store.scan import IndexScan, RecordMeta, check_record, scan_for_index
+from shmq.store.scan import IndexScan, scan_for_index
 
 __all__ = ["MessageStore", "store_paths"]
 
@@ -314,16 +313,6 @@ class MessageStore:
         return found.records
 
     # --- reading ------------------------------------------------------------------------------
-    def iter_records(self, start: int, end: int) -> Iterator[RecordMeta]:
-        """Valid message records in [start, end), skipping blanks (committed ranges only)."""
-        for offset, _size, magic in self.commitlog.records(start, end):
-            if magic != MESSAGE_MAGIC:
-                continue
-            seg = self.commitlog.segments.for_offset(offset)
-            meta = check_record(seg.mm, offset - seg.start, offset, seg.size, check_crc=False)
-            if isinstance(meta, RecordMeta):
-                yield meta
-
     def views(self, offsets: np.ndarray, sizes: np.ndarray) -> list[memoryview]:
         """Zero-copy views of the records at `offsets` (ascending, as a consume-queue selection
         gives them), e.g. the buffers of a pull response."""

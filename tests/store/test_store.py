@@ -121,3 +121,26 @@ def test_reopen_continues_queue_offsets(tmp_path: Path, flush: FlushMode) -> Non
     with _open(tmp_path) as store:
         res = store.put("T", 3, [b"b"], [b""])
         assert res.queue_offset == 5
+
+
+def test_index_scan_reads_keys_past_hosts_blanks_and_keyless_records(tmp_path: Path) -> None:
+    """build_index's scan (scan_for_index) locates the properties by the sysflag's host sizes,
+    skips records without KEYS/UNIQ_KEY and look-alike names, and crosses segment ends."""
+    recover(tmp_path, SMALL)
+    v6_host = bytes(range(16)) + b"\x00\x00\x27\x10"
+    with _open(tmp_path) as store:
+        plain = store.put("T", 0, [b"a", b"b"], [props(TAGS="x"), props(XKEYS="no", A="b")])
+        v6 = store.put("T", 1, [b"c"], [props(KEYS="six", UNIQ_KEY="U6")], born_host=v6_host,
+                       sysflag=0x10)  # BORNHOST_V6_FLAG
+        big = b"z" * (SMALL.segment_bytes // 3)
+        crossing = [store.put("T", 2, [big], [props(KEYS=f"big{i}")]) for i in range(4)]
+        store.flush()
+        assert store.build_index() == 3 + 4
+        now = 2**62
+        assert store.index.query("T#no", 0, now) == []  # XKEYS is not KEYS
+        assert store.index.query("T#six", 0, now) == [int(v6.offsets[0])]
+        assert store.index.query("T#U6", 0, now) == [int(v6.offsets[0])]
+        for i, res in enumerate(crossing):  # some of them after a segment's end blank
+            assert store.index.query(f"T#big{i}", 0, now) == [int(res.offsets[0])]
+        assert store.checkpoint.read().indexed_offset == crossing[-1].end
+        assert plain.end <= v6.offsets[0]

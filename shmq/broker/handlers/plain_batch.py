@@ -16,8 +16,8 @@ the dict `send.py` would have stored; only the order of items and an entry's inv
 (kept as it came, as Java keeps it) differ. The tag code comes from the last TAGS item.
 
 `plain_batch` returns None whenever the slow path must decide: entries with different FLAGs,
-an empty or oversized body or properties string (the slow path raises the right error), no
-entry at all. Retry topics, delays and transactions never reach it (`send.py` checks first).
+an empty or oversized body or properties string, a malformed body, no entry at all (the slow
+path raises the right error). The entries come from `message.batch.decode_batch_body`. Retry topics, delays and transactions never reach it (`send.py` checks first).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Final
 import numpy as np
 
 from shmq.message import layout as rec
+from shmq.message.batch import decode_batch_body
+from shmq.message.errors import MalformedBatch
 from shmq.message.properties import (
     NAME_VALUE_SEPARATOR,
     PROPERTY_CLUSTER,
@@ -47,6 +49,7 @@ _NV: Final = NAME_VALUE_SEPARATOR.encode()
 _WAIT: Final = PROPERTY_WAIT.encode() + _NV
 _TAGS: Final = PROPERTY_TAGS.encode() + _NV
 _UNIQ: Final = PROPERTY_UNIQ_KEY.encode() + _NV
+_SEP_BYTE: Final = _SEP[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,28 +74,20 @@ def plain_batch(body: bytes, batch_properties: str | None, cluster: str,
     if PROPERTY_UNIQ_KEY in shared:
         extra_for_own_id = encode_properties(
             {k: v for k, v in shared.items() if k != PROPERTY_UNIQ_KEY})
+    try:
+        entries = decode_batch_body(body, raw_properties=True)
+    except MalformedBatch:
+        return None
+    if not entries:
+        return None
+    flag = entries[0].flag
     bodies: list[bytes] = []
     stored: list[bytes] = []
     tags: list[int] = []
-    unpack, unpack_len = rec.BATCH_ENTRY_HEADER.unpack_from, rec.PROPERTIES_LENGTH.unpack_from
-    overhead, head = rec.BATCH_ENTRY_OVERHEAD, rec.BATCH_ENTRY_HEADER.size
     max_props = rec.MAX_PROPERTIES_BYTES
-    pos, end, flag = 0, len(body), None
-    while pos < end:
-        if end - pos < overhead:
+    for entry_flag, entry_body, raw in entries:
+        if entry_flag != flag or not 0 < len(entry_body) <= max_body_bytes:
             return None
-        total, _magic, _crc, entry_flag, body_len = unpack(body, pos)
-        if not overhead <= total <= end - pos or not 0 < body_len <= max_body_bytes:
-            return None
-        body_end = pos + head + body_len
-        (props_len,) = unpack_len(body, body_end)
-        if props_len < 0 or overhead + body_len + props_len != total:
-            return None
-        if flag is None:
-            flag = entry_flag
-        elif entry_flag != flag:
-            return None
-        raw = body[body_end + 2 : body_end + 2 + props_len]
         if raw and raw[-1] != _SEP_BYTE:
             raw += _SEP
         if _WAIT in raw:
@@ -107,16 +102,11 @@ def plain_batch(body: bytes, batch_properties: str | None, cluster: str,
             if at >= 0:
                 start = at + len(_TAGS)
                 tag = tag_hash(props[start : props.index(_SEP, start)].decode("utf-8", "replace"))
-        bodies.append(body[pos + head : body_end])
+        bodies.append(entry_body)
         stored.append(props)
         tags.append(tag)
-        pos += total
-    if flag is None:
-        return None
     return PlainBatch(bodies, stored, np.array(tags, dtype=np.int64), flag)
 
-
-_SEP_BYTE: Final = _SEP[0]
 
 
 def _item_at(props: bytes, marker: bytes, start: int = 0) -> int:

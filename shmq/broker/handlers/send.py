@@ -165,11 +165,8 @@ def send_message(ctx: Session, request: RemotingCommand) -> Awaitable[RemotingCo
             if plain is not None:  # the common case: entries' properties kept as they came
                 target = _Target(header.topic, _queue_id(config, header.queue_id), sysflag,
                                  header.reconsume_times or 0)
-                batch = encode_batch(
-                    header.topic.encode(), target.queue_id, plain.bodies, plain.properties,
-                    born_timestamp_ms=header.born_timestamp, born_host=ctx.born_host,
-                    store_host=broker.store_host, flag=plain.flag, sysflag=sysflag,
-                    reconsume_times=target.reconsume_times)
+                batch = _encode_records(broker, ctx.born_host, target, plain.bodies,
+                                        plain.properties, header.born_timestamp, plain.flag)
                 return _append(broker, request, target, batch, plain.tags)
         messages = _batch_messages(broker, header, raw)
     else:
