@@ -19,12 +19,17 @@ from typing import Protocol
 import numpy as np
 
 from shmq.errors import StoreError
-from shmq.message.encoder import EncodedBatch
+from shmq.message import layout as rec
+from shmq.message.encoder import EncodedBatch, encode_batch
+from shmq.message.msgid import pack_host
+from shmq.message.properties import PROPERTY_TAGS, encode_properties
+from shmq.message.record import StoredMessage
+from shmq.message.taghash import tag_hash
 from shmq.store.store import MessageStore
 
 from .errors import ServiceUnavailable
 
-__all__ = ["Appended", "Appender", "StoreAppender", "record_offsets"]
+__all__ = ["Appended", "Appender", "StoreAppender", "record_offsets", "reencode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,26 @@ class Appender(Protocol):
             BrokerRejected subclasses: refused (nothing stored) or outcome unknown, as each
                 error's docstring says.
         """
+
+
+_HOST_FLAGS = rec.BORNHOST_V6_FLAG | rec.STOREHOSTADDRESS_V6_FLAG
+
+
+def reencode(message: StoredMessage, topic: str, queue_id: int, properties: dict[str, str],
+             store_host: bytes, *, sysflag: int | None = None,
+             prepared_tx_offset: int | None = None) -> tuple[EncodedBatch, np.ndarray]:
+    """A stored `message` encoded again for `topic`/`queue_id` with `properties` (body, born
+    fields, flag, reconsume count kept; the encoder sets the host flags; tag code from TAGS):
+    what the delay timer releases and a committed transaction stores."""
+    flags = message.sysflag if sysflag is None else sysflag
+    batch = encode_batch(
+        topic.encode(), queue_id, [message.body], [encode_properties(properties)],
+        born_timestamp_ms=message.born_timestamp_ms,
+        born_host=pack_host(message.born_host, message.born_port), store_host=store_host,
+        flag=message.flag, sysflag=flags & ~_HOST_FLAGS, reconsume_times=message.reconsume_times,
+        prepared_tx_offset=message.prepared_tx_offset if prepared_tx_offset is None
+        else prepared_tx_offset)
+    return batch, np.array([tag_hash(properties.get(PROPERTY_TAGS))], dtype=np.int64)
 
 
 def record_offsets(appended: Appended, sizes: np.ndarray) -> list[int]:

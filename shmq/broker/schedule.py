@@ -34,25 +34,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-import numpy as np
-
 from shmq.errors import ShmqError
 from shmq.message import layout as rec
-from shmq.message.encoder import encode_batch
 from shmq.message.errors import CorruptRecord
-from shmq.message.msgid import pack_host
 from shmq.message.properties import (
     PROPERTY_DELAY,
     PROPERTY_REAL_QID,
     PROPERTY_REAL_TOPIC,
-    PROPERTY_TAGS,
-    encode_properties,
 )
 from shmq.message.record import decode_record
-from shmq.message.taghash import tag_hash
 from shmq.protocol.body_json import encode_json
 
-from .appender import Appender
+from .appender import Appender, reencode
 from .jsonfile import JsonFile, try_exclusive_lock
 from .reader import StoreReader
 from .topics import SCHEDULE_TOPIC
@@ -215,13 +208,8 @@ class DelayScheduler:
                         level, phys_offset)
             return True
         properties.pop(PROPERTY_DELAY, None)
-        batch = encode_batch(
-            topic.encode(), int(queue_text), [parked.body], [encode_properties(properties)],
-            born_timestamp_ms=parked.born_timestamp_ms,
-            born_host=pack_host(parked.born_host, parked.born_port), store_host=self._store_host,
-            flag=parked.flag, sysflag=parked.sysflag & ~_HOST_FLAGS,
-            reconsume_times=parked.reconsume_times)
-        tags = np.array([tag_hash(properties.get(PROPERTY_TAGS))], dtype=np.int64)
+        batch, tags = reencode(parked, topic, int(queue_text), properties, self._store_host,
+                               prepared_tx_offset=0)
         try:
             await self._appender.append(topic, int(queue_text), batch, tags)
         except ShmqError as err:

@@ -69,7 +69,6 @@ from shmq.errors import ShmqError
 from shmq.message import layout as rec
 from shmq.message.encoder import EncodedBatch, encode_batch
 from shmq.message.errors import MessageError
-from shmq.message.msgid import pack_host
 from shmq.message.properties import (
     PROPERTY_CHECK_IMMUNITY_TIME_IN_SECONDS,
     PROPERTY_PGROUP,
@@ -92,6 +91,7 @@ from shmq.protocol.errors import LocalProtocolError
 from shmq.remoting import ConnectionClosed
 from shmq.store.consumequeue import ConsumeQueue
 
+from .appender import reencode
 from .context import Broker
 from .errors import BrokerRejected
 from .jsonfile import try_exclusive_lock
@@ -254,8 +254,8 @@ def _committed(broker: Broker, half: StoredMessage
     properties = dict(half.properties)
     del properties[PROPERTY_REAL_TOPIC], properties[PROPERTY_REAL_QID]
     sysflag = (half.sysflag & ~rec.TRANSACTION_MASK) | _COMMIT
-    batch, tags = _copy(broker, half, topic, queue_id, properties, sysflag=sysflag,
-                        prepared_tx_offset=half.phys_offset)
+    batch, tags = reencode(half, topic, queue_id, properties, broker.store_host,
+                           sysflag=sysflag, prepared_tx_offset=half.phys_offset)
     return topic, queue_id, batch, tags
 
 
@@ -268,24 +268,6 @@ async def _append_op(broker: Broker, half_queue_offset: int) -> None:
                          store_host=broker.store_host)
     tags = np.array([tag_hash(REMOVE_TAG)], dtype=np.int64)
     await broker.appender.append(TRANS_OP_HALF_TOPIC, HALF_QUEUE_ID, batch, tags)
-
-
-def _copy(broker: Broker, message: StoredMessage, topic: str, queue_id: int,
-          properties: dict[str, str], *, sysflag: int | None = None,
-          prepared_tx_offset: int | None = None) -> tuple[EncodedBatch, np.ndarray]:
-    """`message` encoded anew for `topic`/`queue_id` with `properties` (born fields, flag,
-    reconsume count and body kept; tag code from TAGS)."""
-    flags = message.sysflag if sysflag is None else sysflag
-    batch = encode_batch(
-        topic.encode(), queue_id, [message.body], [encode_properties(properties)],
-        born_timestamp_ms=message.born_timestamp_ms,
-        born_host=pack_host(message.born_host, message.born_port),
-        store_host=broker.store_host, flag=message.flag, sysflag=flags & ~_HOST_FLAGS,
-        reconsume_times=message.reconsume_times,
-        prepared_tx_offset=message.prepared_tx_offset if prepared_tx_offset is None
-        else prepared_tx_offset)
-    tags = np.array([tag_hash(properties.get(PROPERTY_TAGS))], dtype=np.int64)
-    return batch, tags
 
 
 # -- checking back ----------------------------------------------------------------------------
@@ -509,7 +491,8 @@ class TransactionChecker:
         """Copy `half` to TRANS_CHECK_MAX_TIME_TOPIC; False to retry next round."""
         broker = self._broker
         broker.topics.ensure(TRANS_CHECK_MAX_TIME_TOPIC, 1, PERM_RW)
-        batch, tags = _copy(broker, half, TRANS_CHECK_MAX_TIME_TOPIC, 0, dict(half.properties))
+        batch, tags = reencode(half, TRANS_CHECK_MAX_TIME_TOPIC, 0, dict(half.properties),
+                               broker.store_host)
         try:
             await broker.appender.append(TRANS_CHECK_MAX_TIME_TOPIC, 0, batch, tags)
         except BrokerRejected as err:
@@ -527,7 +510,8 @@ class TransactionChecker:
         broker = self._broker
         properties = dict(half.properties)
         properties[PROPERTY_TRANSACTION_CHECK_TIMES] = str(_check_times(half) + 1)
-        batch, tags = _copy(broker, half, TRANS_HALF_TOPIC, HALF_QUEUE_ID, properties)
+        batch, tags = reencode(half, TRANS_HALF_TOPIC, HALF_QUEUE_ID, properties,
+                               broker.store_host)
         try:
             copy = await broker.appender.append(TRANS_HALF_TOPIC, HALF_QUEUE_ID, batch, tags)
         except BrokerRejected as err:
