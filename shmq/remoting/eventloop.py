@@ -2,8 +2,8 @@
 
 Theory of operation: every process of shmq that serves or calls the remoting protocol (the
 name server, the acceptor, the clients' loop thread, the TCP benchmark) creates its loop here.
-uvloop (libuv under a Cython event loop) halves a loopback request/response round trip on this
-kind of machine against asyncio's selector loop (measured: echo p50 ~62 us vs ~130 us), and the
+uvloop (libuv under a Cython event loop) cuts a loopback request/response round trip on this
+kind of machine to 0.49-0.65x asyncio's selector loop (`tools/bench_echo.py`, p50), and the
 wake-up of an idle loop is most of what a synchronous send costs. It is a dependency of the
 package, but a loop that cannot be made with it (a platform without wheels, or
 ``SHMQ_EVENT_LOOP=asyncio`` in the environment, e.g. to compare the two) falls back to the
