@@ -291,7 +291,12 @@ class FifoBell:
         return self._rfd
 
     def release(self) -> None:
-        """Post: write one byte (see the class docstring); never blocks, never raises."""
+        """Post: write one byte (see the class docstring); never blocks. A FIFO that is gone,
+        has no reader or is full needs no post and is not an error.
+
+        Raises:
+            IpcError: any other failure of the write (a bug, or the system refusing).
+        """
         if self._wfd < 0:
             try:
                 self._wfd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
