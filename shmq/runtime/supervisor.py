@@ -116,6 +116,7 @@ TEST_ROLES_ENV: Final = "SHMQTEST_ROLES"
 _TICK_S: Final = 1.0  #: longest sleep of the main loop (own heartbeat, stale checks)
 _REAP_AFTER_KILL_S: Final = 5.0  #: how long to wait for SIGKILLed children to be reaped
 _PR_SET_PDEATHSIG: Final = 1  #: prctl(2) option
+_PR_SET_NAME: Final = 15  #: prctl(2) option: the thread's name (`ps -o comm`, top), 15 bytes
 _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 _HANDLED_SIGNALS: Final = (*_STOP_SIGNALS, signal.SIGCHLD, signal.SIGUSR1)
 #: Drain order by role-name pattern: intake first, the housekeeper's last flush after the
@@ -222,11 +223,26 @@ def _die_with_parent() -> None:
         log.debug("prctl(PR_SET_PDEATHSIG) unavailable; children outlive a killed supervisor")
 
 
+def process_name(role: str) -> bytes:
+    """The name `ps`/`top` show for a child: "shmq-" and its role, cut to the kernel's 15
+    bytes ("shmq-writer-0", "shmq-acceptor", "shmq-housekeepe")."""
+    return f"shmq-{role}".encode()[:15]
+
+
+def _name_process(role: str) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(process_name(role)), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        log.debug("prctl(PR_SET_NAME) unavailable; children keep the supervisor's name")
+
+
 def _child_process(ctx: ChildContext, spec: RoleSpec, inherited_fds: Sequence[int]) -> NoReturn:
     """The whole life of a forked child: never returns, never unwinds into the parent's code."""
     code = 1
     try:
         set_process_role(spec.name)
+        _name_process(spec.name)
         for fd in inherited_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -185,6 +186,9 @@ def test_status_command_against_a_running_service(service: Callable[..., Service
     assert [p["role"] for p in report["processes"]] == ["supervisor", *ROLES]
     assert report["processes"][0]["pid"] == svc.pid
     assert all(p["rss_bytes"] > 0 for p in report["processes"])
+    # each child names itself after its role, for ps/top (15 bytes at most: the kernel's limit)
+    names = {p["role"]: psutil.Process(p["pid"]).name() for p in report["processes"][1:]}
+    assert names == {role: f"shmq-{role}"[:15] for role in ROLES}
     assert report["commitlog"]["claimed_offset"] == 0
     human = subprocess.run([sys.executable, "-m", "shmq.cli", "status"], env=svc.env, cwd=REPO,
                            capture_output=True, timeout=30, check=False, text=True)
