@@ -34,7 +34,7 @@ import numpy as np
 
 from shmq.errors import ProtocolError, ShmqError, StoreError
 from shmq.ipc.errors import PeerGone, RingClosed
-from shmq.ipc.registry import BrokerShm, doorbell_name, ring_name
+from shmq.ipc.registry import WRITER_STATS, BrokerShm, doorbell_name, ring_name
 from shmq.ipc.ring import Ring, RingConsumer, RingProducer
 from shmq.ipc.wakeup import DEFAULT_POLICY, Sleeper, WaitPolicy, is_process_alive, open_semaphore
 from shmq.message.encoder import EncodedBatch, check_batch
@@ -111,7 +111,7 @@ class Writer:
         sem = open_semaphore(instance, doorbell_name(index))
         states = memoryview(self.shm.doorbells.array).cast("B").cast("q")  # type: ignore[arg-type]
         self._sleeper = Sleeper(sem, states, index, policy)
-        self._stats = self.shm.stats.array[index]
+        self._stats = _StatsRow(self.shm.stats.array, index)
         self._stats["pid"] = os.getpid()
 
     # --- producers ----------------------------------------------------------------------------
@@ -277,10 +277,7 @@ class Writer:
                 result.queue_offset + done, result.store_timestamp_ms)))
             done += n
         stats = self._stats
-        stats["appends"] += done
-        stats["bytes"] += len(data)
-        stats["batches"] += 1
-        stats["last_append_ns"] = time.time_ns()
+        stats.add_append(done, len(data), time.time_ns())
 
     def _reject(self, link: _Link, request_id: int, status: Status, message: str) -> None:
         self._stats["rejects"] += 1
@@ -297,6 +294,34 @@ class Writer:
             log.info("writer-%d: producer pid %d stopped reading completions: %s",
                      self.index, link.pid, err)
             self._drop(row)
+
+
+class _StatsRow:
+    """This writer's row of the shared WRITER_STATS table, as int64 words: a numpy record's
+    field update costs ~1 us, a memoryview word ~0.05 us (four per append)."""
+
+    __slots__ = ("_base", "_fields", "_words")
+
+    def __init__(self, table: np.ndarray, index: int) -> None:
+        assert table.dtype == WRITER_STATS and all(
+            table.dtype.fields[name][0] == np.dtype("<i8") for name in WRITER_STATS.names)
+        self._words = memoryview(table).cast("B").cast("q")  # type: ignore[arg-type]
+        self._base = index * len(WRITER_STATS.names)
+        self._fields = {name: self._base + WRITER_STATS.fields[name][1] // 8
+                        for name in WRITER_STATS.names}
+
+    def __getitem__(self, name: str) -> int:
+        return int(self._words[self._fields[name]])
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self._words[self._fields[name]] = value
+
+    def add_append(self, records: int, nbytes: int, now_ns: int) -> None:
+        words, f = self._words, self._fields
+        words[f["appends"]] += records
+        words[f["bytes"]] += nbytes
+        words[f["batches"]] += 1
+        words[f["last_append_ns"]] = now_ns
 
 
 def _sysflag(data: bytes | memoryview) -> int:

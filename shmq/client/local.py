@@ -185,9 +185,13 @@ class LocalProducer:
             SendFailed: the broker refused it (nothing stored). BrokerBusy: back-pressure
             outlasted the timeout (nothing sent). SendTimeout, WriterGone: unknown outcome.
         """
-        msg = body if isinstance(body, Message) else Message(body, tags, keys, properties or {})
-        return self.send_batch(topic, [msg], queue_id=queue_id, sharding_key=sharding_key,
-                               timeout_s=timeout_s)[0]
+        # a plain body goes as bytes: _prepare's cheaper path (no Message, no branches)
+        plain = type(body) is bytes and tags is None and keys is None and not properties
+        msg = body if plain or isinstance(body, Message) else Message(
+            body, tags, keys, properties or {})  # type: ignore[arg-type]
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        rid, pending = self._submit(topic, [msg], queue_id, sharding_key, timeout, None)
+        return self._wait(rid, pending, time.monotonic() + timeout).first()
 
     def send_batch(self, topic: str, messages: Sequence[Message | bytes], *,
                    queue_id: QueueChoice = None, sharding_key: str | None = None,
@@ -290,11 +294,17 @@ class LocalProducer:
         tags = np.zeros(n, dtype=np.int64)
         if all(type(m) is bytes for m in messages):  # plain bodies: no per-message branches
             raw: list[bytes] = messages  # type: ignore[assignment]
+            fmt = uniq + b"%04X\x02"
+            if n == 1:
+                size = len(raw[0])
+                if not 0 < size <= limit:
+                    raise SendFailed(f"message body of {size} bytes: must be 1..{limit}",
+                                     "REJECTED")
+                return list(raw), [fmt % (first & 0xFFFF)], tags, (head, first, 1)
             lengths = list(map(len, raw))
             if min(lengths) < 1 or max(lengths) > limit:
                 bad = next(x for x in lengths if not 0 < x <= limit)
                 raise SendFailed(f"message body of {bad} bytes: must be 1..{limit}", "REJECTED")
-            fmt = uniq + b"%04X\x02"
             return list(raw), [fmt % ((first + i) & 0xFFFF) for i in range(n)], tags, (head, first, n)
         bodies: list[bytes] = []
         props: list[bytes] = []
@@ -405,7 +415,10 @@ class LocalProducer:
             pending.callback(pending.future)
 
     def _results(self, p: _Pending, c: Completion) -> BatchSendResult:
-        offsets = np.concatenate(([0], np.cumsum(p.sizes[:-1]))) + c.first_offset
+        if len(p.sizes) == 1:
+            offsets: Sequence[int] | np.ndarray = (c.first_offset,)
+        else:
+            offsets = np.concatenate(([0], np.cumsum(p.sizes[:-1]))) + c.first_offset
         return BatchSendResult(p.topic, p.queue_id, c.queue_offset, p.keys, offsets,
                                self._msgid_prefix)
 

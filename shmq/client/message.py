@@ -72,6 +72,15 @@ class BatchSendResult:
     def __getitem__(self, i: int) -> SendResult:
         return self.results[i]
 
+    def first(self) -> SendResult:
+        """`self[0]`, without building the other results (a single send's answer)."""
+        if self._results is not None:
+            return self._results[0]
+        head, first, _ = self._keys
+        return SendResult(self.status, key_block(head, first, 1)[0],
+                          f"{self._prefix}{int(self._offsets[0]):016X}", self.topic,
+                          self.queue_id, self.queue_offset)
+
     @property
     def offset_msg_ids(self) -> list[str]:
         return [f"{self._prefix}{int(off):016X}" for off in self._offsets]

@@ -68,9 +68,15 @@ class Status(enum.IntEnum):
     SHUTTING_DOWN = 4  #: the writer is draining; nothing was written
 
 
-@dataclass(frozen=True, slots=True)
+#: Status by wire value (a dict lookup: calling the enum is ~1 us)
+_STATUSES: Final[dict[int, Status]] = {int(s): s for s in Status}
+
+
+@dataclass(slots=True)
 class AppendRequest:
-    """A decoded append request; array and record fields are views of the ring payload."""
+    """A decoded append request; array and record fields are views of the ring payload.
+    Treat it as read-only (not frozen: a frozen dataclass costs ~1.5 us more per request on
+    the writer's hot path)."""
 
     request_id: int
     queue_id: int
@@ -81,8 +87,11 @@ class AppendRequest:
     records: memoryview
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Completion:
+    """A writer's answer to one append request. Treat it as read-only (not frozen, for the
+    same reason as AppendRequest)."""
+
     request_id: int
     status: Status
     count: int
@@ -129,8 +138,9 @@ def decode_append(payload: bytes | memoryview) -> AppendRequest:
 
 
 def encode_completion(c: Completion) -> bytes:
-    return _DONE_HEAD.pack(c.request_id, c.status, c.count, c.first_offset, c.queue_offset,
-                           c.store_timestamp_ms) + c.message.encode()
+    head = _DONE_HEAD.pack(c.request_id, c.status, c.count, c.first_offset, c.queue_offset,
+                           c.store_timestamp_ms)
+    return head + c.message.encode() if c.message else head
 
 
 def decode_completion(payload: bytes | memoryview) -> Completion:
@@ -138,11 +148,12 @@ def decode_completion(payload: bytes | memoryview) -> Completion:
     if len(payload) < _DONE_HEAD.size:
         raise RemoteProtocolError(f"completion of {len(payload)} bytes is truncated")
     rid, status, count, first, qoff, ts = _DONE_HEAD.unpack_from(payload, 0)
+    code = _STATUSES.get(status)
+    if code is None:
+        raise RemoteProtocolError(f"completion {rid}: unknown status {status}")
+    if len(payload) == _DONE_HEAD.size:  # a success carries no text
+        return Completion(rid, code, count, first, qoff, ts)
     message = bytes(payload[_DONE_HEAD.size :]).decode("utf-8", "replace")
-    try:
-        code = Status(status)
-    except ValueError as err:
-        raise RemoteProtocolError(f"completion {rid}: unknown status {status}") from err
     return Completion(rid, code, count, first, qoff, ts, message)
 
 

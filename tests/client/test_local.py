@@ -62,6 +62,26 @@ def test_local_produce_then_consume_with_tags(tmp_path: Path) -> None:
     assert verify_store(broker.data_dir / "store").consistent
 
 
+def test_plain_and_batch_results_name_the_stored_messages(tmp_path: Path) -> None:
+    """A plain-bytes send takes a shorter path than a Message send: both answers must name
+    the stored message (queue, offset, UNIQ_KEY), and `first()` must equal `[0]`."""
+    with running_broker(tmp_path) as broker:
+        with LocalProducer(broker.instance) as p:
+            plain = [p.send("Named", f"p{i}".encode(), queue_id=1) for i in range(3)]
+            tagged = p.send("Named", b"t0", tags="T", queue_id=1)
+            batch = p.send_batch("Named", [b"b0", b"b1"], queue_id=1)
+            assert batch.first() == batch[0] and batch.first() is batch.results[0]
+            fresh = p.send_batch("Named", [b"c0"], queue_id=1)
+            assert fresh.first() == fresh.results[0]
+        got = {m[2]: m for m in _read_all(broker.instance, "Named")}
+        results = [*plain, tagged, *batch.results, fresh.first()]
+        for body, r in zip([b"p0", b"p1", b"p2", b"t0", b"b0", b"b1", b"c0"], results):
+            assert (r.queue_id, r.queue_offset, r.msg_id) == (got[body][0], got[body][1],
+                                                                got[body][6])
+        assert len({r.msg_id for r in results}) == len({r.offset_msg_id for r in results}) == 7
+        assert [r.queue_offset for r in results] == list(range(7))
+
+
 def _producer_proc(instance: str, n: int, who: int) -> None:
     with LocalProducer(instance) as p:
         for i in range(n):
