@@ -7,6 +7,8 @@ TAGS, KEYS, WAIT per message) and times `handlers.send.send_message` up to the a
 returned coroutine is closed, not run): header decoding, checks, properties, record encoding.
 The batch is timed twice in the same run: the plain-batch fast path (`plain_batch`) and the
 general path (decode every entry's properties, encode again), and their ratio is printed.
+`*_answered_us_per_msg` time the whole handler up to its response (msgIds, response header)
+with an appender that stores nothing and answers at once.
 Prints one JSON object per figure: median of `--runs` runs of 2000 requests each.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
-from shmq.broker.appender import StoreAppender
+from shmq.broker.appender import Appended, StoreAppender
 from shmq.broker.context import Broker, BrokerSettings
 from shmq.broker.handlers import send as send_module
 from shmq.broker.longpoll import PullHolds
@@ -50,6 +52,23 @@ def _request(code: int, body: bytes, properties: str) -> object:
         a="pg", b="BenchTopic", c="TBW102", d=4, e=1, f=0, g=int(time.time() * 1000), h=0,
         i=properties, m=code == RequestCode.SEND_BATCH_MESSAGE).to_ext_fields()
     return make_request(code, 0, fields, body)
+
+
+class _NoStore:
+    """An appender that stores nothing and answers at once (times the response's building)."""
+
+    max_batch_bytes = 64 << 20
+
+    async def append(self, topic: str, queue_id: int, batch: object, tags: object) -> Appended:
+        return Appended(4096, 0, 0, batch.count)  # type: ignore[attr-defined]
+
+
+async def _time_answered(session: object, request: object, n: int) -> float:
+    with mock.patch.object(session.broker, "appender", _NoStore()):  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        for _ in range(n):
+            await send_module.send_message(session, request)  # type: ignore[arg-type]
+        return time.perf_counter() - started
 
 
 def _time(session: object, request: object, n: int) -> float:
@@ -85,11 +104,16 @@ async def _main() -> None:
         batch = _request(RequestCode.SEND_BATCH_MESSAGE,
                          encode_batch_body((0, body, _props(i)) for i in range(args.batch)),
                          "WAIT\x01true\x02")
-        figures: dict[str, list[float]] = {"single_us_per_msg": [], "batch_us_per_msg": [],
-                                           "batch_general_us_per_msg": []}
+        figures: dict[str, list[float]] = {
+            "single_us_per_msg": [], "batch_us_per_msg": [], "batch_general_us_per_msg": [],
+            "single_answered_us_per_msg": [], "batch_answered_us_per_msg": []}
         for _ in range(args.runs):
             figures["single_us_per_msg"].append(_time(session, single, n) / n * 1e6)
             figures["batch_us_per_msg"].append(_time(session, batch, n) / n / args.batch * 1e6)
+            figures["single_answered_us_per_msg"].append(
+                await _time_answered(session, single, n) / n * 1e6)
+            figures["batch_answered_us_per_msg"].append(
+                await _time_answered(session, batch, n) / n / args.batch * 1e6)
             with mock.patch.object(send_module, "plain_batch", lambda *a, **k: None):
                 figures["batch_general_us_per_msg"].append(
                     _time(session, batch, n) / n / args.batch * 1e6)

@@ -88,6 +88,7 @@ class ShmqTarget:
         self._client = RemotingClient()
         # headers are built once: encoding the JSON header is the client's per-request cost
         self._fields = [self._send_fields(q) for q in range(queues)]
+        self._batch_fields = [self._send_fields(q, batch=True) for q in range(queues)]
         self._queues = [MessageQueue(TOPIC, "bench", q) for q in range(queues)]
 
     @contextlib.asynccontextmanager
@@ -98,10 +99,11 @@ class ShmqTarget:
             await self._client.close()
 
     @staticmethod
-    def _send_fields(queue: int) -> dict[str, str]:
+    def _send_fields(queue: int, *, batch: bool = False) -> dict[str, str]:
+        # m: the batch flag, set by the Java client on batch sends (as here)
         return SendMessageRequestHeaderV2(
             a="bench-pg", b=TOPIC, c="TBW102", d=QUEUES, e=queue, f=0,
-            g=int(time.time() * 1000), h=0, i="WAIT\x01true\x02").to_ext_fields()
+            g=int(time.time() * 1000), h=0, i="WAIT\x01true\x02", m=batch).to_ext_fields()
 
     async def _call(self, code: int, fields: dict[str, str], body: bytes | None) -> Any:
         response = await self._client.invoke(self._addr, make_request(code, 0, fields, body),
@@ -115,7 +117,7 @@ class ShmqTarget:
 
     async def send_batch(self, queue: int, bodies: list[bytes]) -> None:
         payload = encode_batch_body((0, b, b"") for b in bodies)
-        await self._call(RequestCode.SEND_BATCH_MESSAGE, self._fields[queue], payload)
+        await self._call(RequestCode.SEND_BATCH_MESSAGE, self._batch_fields[queue], payload)
 
     async def consume(self, expected: list[int], per_read: int) -> None:
         async def reader(q: int, k: int) -> None:

@@ -29,7 +29,7 @@ from shmq.store.store import MessageStore
 
 from .errors import ServiceUnavailable
 
-__all__ = ["Appended", "Appender", "StoreAppender", "record_offsets", "reencode"]
+__all__ = ["Appended", "Appender", "StoreAppender", "reencode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +77,6 @@ def reencode(message: StoredMessage, topic: str, queue_id: int, properties: dict
         prepared_tx_offset=message.prepared_tx_offset if prepared_tx_offset is None
         else prepared_tx_offset)
     return batch, np.array([tag_hash(properties.get(PROPERTY_TAGS))], dtype=np.int64)
-
-
-def record_offsets(appended: Appended, sizes: np.ndarray) -> list[int]:
-    """Commit-log offset of each record of an appended batch (records are contiguous)."""
-    offsets = [appended.first_offset]
-    for size in sizes[:-1].tolist():
-        offsets.append(offsets[-1] + int(size))
-    return offsets
 
 
 class StoreAppender:

@@ -98,6 +98,20 @@ class Broker:
         """Offset message id of the record at commit-log `offset` on this broker."""
         return f"{self._msgid_prefix}{offset:016X}"
 
+    def msg_ids(self, first_offset: int, sizes: npt.NDArray[np.int64]) -> str:
+        """The comma-separated offset message ids of contiguous records of `sizes` from
+        `first_offset` (a send response's msgId). One hex conversion for all of them: per
+        record, `msg_id` in a loop cost ~1 us of a batch send's ~4."""
+        if len(sizes) == 1:
+            return self.msg_id(first_offset)
+        offsets = np.empty(len(sizes), dtype=np.int64)
+        offsets[0] = first_offset
+        np.cumsum(sizes[:-1], out=offsets[1:])
+        offsets[1:] += first_offset
+        digits = offsets.astype(">u8").tobytes().hex().upper()
+        prefix = self._msgid_prefix
+        return ",".join([prefix + digits[i : i + 16] for i in range(0, len(digits), 16)])
+
     def tag_codes(self, sub_string: str | None) -> npt.NDArray[np.int64] | None:
         """Tag codes of a TAG expression ("a || b"); None for "*" (every message)."""
         key = sub_string or ""

@@ -226,15 +226,18 @@ def test_batches_are_stored_message_by_message(tmp_path: Path) -> None:
                 send_request("Batch", plain, queue_id=0, code=RequestCode.SEND_BATCH_MESSAGE),
                 send_request("Batch", zlib.compress(plain), queue_id=0, batch="1", sys_flag=1),
             ]
+            answered = []
             for n, request in enumerate(variants):
                 response = await b.call(request)
                 assert response.code == ResponseCode.SUCCESS, response.remark
                 ids = response.ext_fields["msgId"].split(",")
                 assert len(ids) == 3
                 assert response.ext_fields["queueOffset"] == str(3 * n)
-                offsets = [decode_offset_msg_id(i)[2] for i in ids]
-                assert offsets == sorted(offsets)
+                answered += [decode_offset_msg_id(i) for i in ids]
             pulled = records((await b.call(pull_request("g", "Batch", 0, 0))).body)
+            # each msgId names its record: the broker's address and the record's offset
+            assert [a[2] for a in answered] == [m.phys_offset for m in pulled]
+            assert {a[:2] for a in answered} == {(m.store_host, m.store_port) for m in pulled}
             assert [m.body for m in pulled] == [e[1] for e in entries] * 4
             assert [m.properties["UNIQ_KEY"] for m in pulled] == ["U1", "U2", "U3"] * 4
             assert all(m.sysflag & 1 == 0 for m in pulled)  # inflated, stored plain

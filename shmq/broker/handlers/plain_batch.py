@@ -85,6 +85,7 @@ def plain_batch(body: bytes, batch_properties: str | None, cluster: str,
     stored: list[bytes] = []
     tags: list[int] = []
     max_props = rec.MAX_PROPERTIES_BYTES
+    tag_codes = _TAG_CODES
     for entry_flag, entry_body, raw in entries:
         if entry_flag != flag or not 0 < len(entry_body) <= max_body_bytes:
             return None
@@ -101,12 +102,27 @@ def plain_batch(body: bytes, batch_properties: str | None, cluster: str,
             at = _last_item_at(props, _TAGS)
             if at >= 0:
                 start = at + len(_TAGS)
-                tag = tag_hash(props[start : props.index(_SEP, start)].decode("utf-8", "replace"))
+                value = props[start : props.index(_SEP, start)]
+                tag = tag_codes.get(value)
+                if tag is None:
+                    tag = _tag_code(value)
         bodies.append(entry_body)
         stored.append(props)
         tags.append(tag)
     return PlainBatch(bodies, stored, np.array(tags, dtype=np.int64), flag)
 
+
+
+#: tag code by TAGS value as sent (bytes): a batch's entries mostly share a few tags
+_TAG_CODES: Final[dict[bytes, int]] = {}
+_TAG_CODES_MAX: Final = 65536
+
+
+def _tag_code(value: bytes) -> int:
+    if len(_TAG_CODES) >= _TAG_CODES_MAX:
+        _TAG_CODES.clear()
+    code = _TAG_CODES[value] = tag_hash(value.decode("utf-8", "replace"))
+    return code
 
 
 def _item_at(props: bytes, marker: bytes, start: int = 0) -> int:

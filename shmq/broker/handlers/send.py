@@ -87,7 +87,6 @@ from shmq.protocol import (
     make_response,
 )
 
-from ..appender import record_offsets
 from ..context import Broker, Session
 from ..errors import (
     BrokerRejected,
@@ -184,7 +183,7 @@ async def _append(broker: Broker, request: RemotingCommand, target: _Target,
     appended = await broker.appender.append(target.topic, target.queue_id, batch, tags)
     if not with_header:
         return make_response(request, ResponseCode.SUCCESS)
-    ids = ",".join(broker.msg_id(o) for o in record_offsets(appended, batch.sizes))
+    ids = broker.msg_ids(appended.first_offset, batch.sizes)
     ext = SendMessageResponseHeader(
         msg_id=ids, queue_id=target.queue_id if target.reply_queue_id is None
         else target.reply_queue_id, queue_offset=appended.queue_offset,
