@@ -16,6 +16,13 @@ and concatenated (`message.record.iter_records` reads them). What the Java clien
   Java and C++ push consumers do before calling the application.
 
 The consumer still advances to `nextBeginOffset`, past messages the re-filter dropped.
+
+Decoding runs once per message a consumer receives, so it has two paths with one behaviour. The
+fast one walks the body once (`iter_pulled_fields`) and looks the "ip:port" texts and offset
+msgId prefixes up by the hosts' stored bytes. When it meets anything it does not handle (an
+error, a negative commit-log offset), the general one decodes the whole body again: all records
+first, then the messages, as the Java client does, so a pull fails with the same error whichever
+record is bad, and nothing of it is returned.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any, Final
 
 from shmq.message.errors import MessageError
 from shmq.message.layout import COMPRESSED_FLAG
-from shmq.message.msgid import encode_offset_msg_id
+from shmq.message.msgid import encode_offset_msg_id, unpack_host
 from shmq.message.properties import (
     PROPERTY_MAX_OFFSET,
     PROPERTY_MIN_OFFSET,
@@ -37,7 +44,7 @@ from shmq.message.properties import (
     PROPERTY_TAGS,
     PROPERTY_UNIQ_KEY,
 )
-from shmq.message.record import StoredMessage, iter_record_fields
+from shmq.message.record import StoredMessage, iter_pulled_fields, iter_record_fields
 from shmq.protocol import HeaderFieldError, MessageQueue, PullMessageResponseHeader, ResponseCode
 
 from .errors import MalformedResponse
@@ -58,6 +65,12 @@ RETRY_GROUP_TOPIC_PREFIX: Final = "%RETRY%"
 #: compression-type bits of the sysflag (message-format.md §4); 0 and ZLIB mean zlib
 _COMPRESSION_TYPE_MASK: Final = 0x700
 _ZLIB_TYPES: Final = frozenset({0x000, 0x300})
+#: an offset msgId ends with the commit-log offset in 16 upper-case hex digits (spec §6.1)
+_OFFSET_DIGITS: Final = 16
+#: "ip:port" texts and offset msgId prefixes, by a host's stored bytes (bounded: cleared when full)
+_HOST_TEXTS: dict[bytes, str] = {}
+_MSG_ID_PREFIXES: dict[bytes, str] = {}
+_HOST_CACHE_SIZE: Final = 1024
 
 
 class PullStatus(enum.Enum):
@@ -231,10 +244,84 @@ def decode_pull_response(code: int, ext_fields: Mapping[str, str],
         offsets = {PROPERTY_MIN_OFFSET: str(header.min_offset),
                    PROPERTY_MAX_OFFSET: str(header.max_offset)}
         try:
-            records = list(iter_record_fields(body))
-        except MessageError as err:
-            raise MalformedResponse(f"pull body of {queue}: {err}") from err
-        messages = tuple(_received(f, {**f[_PROPERTIES], **offsets}, queue) for f in records
-                         if not tags or f[_PROPERTIES].get(PROPERTY_TAGS) in tags)
+            found = _decode_fast(body, queue, tags, offsets)
+        except (MessageError, MalformedResponse):
+            found = None
+        messages = _decode_general(body, queue, tags, offsets) if found is None else found
     return PullResult(status, header.next_begin_offset, header.min_offset, header.max_offset,
                       messages, header.suggest_which_broker_id)
+
+
+def _decode_general(body: bytes | memoryview, queue: MessageQueue, tags: frozenset[str],
+                    offsets: Mapping[str, str]) -> tuple[ReceivedMessage, ...]:
+    """The messages of a FOUND body: every record decoded first, then the messages built.
+
+    Raises:
+        MalformedResponse: a cut or corrupt record, else the first kept message whose body
+            does not inflate or whose hosts cannot form an offset msgId.
+    """
+    try:
+        records = list(iter_record_fields(body))
+    except MessageError as err:
+        raise MalformedResponse(f"pull body of {queue}: {err}") from err
+    return tuple(_received(f, {**f[_PROPERTIES], **offsets}, queue) for f in records
+                 if not tags or f[_PROPERTIES].get(PROPERTY_TAGS) in tags)
+
+
+def _decode_fast(body: bytes | memoryview, queue: MessageQueue, tags: frozenset[str],
+                 offsets: Mapping[str, str]) -> tuple[ReceivedMessage, ...] | None:
+    """`_decode_general`'s messages in one pass, or None when `_decode_general` must say what
+    is wrong; the errors it raises are only a signal to do so (`decode_pull_response`)."""
+    messages: list[ReceivedMessage] = []
+    append = messages.append
+    last_born = last_store = b""  # stored hosts are never empty
+    born_host = store_host = prefix = ""
+    for (flag, queue_offset, phys_offset, sysflag, born_ms, born, store_ms, store, reconsume,
+         data, topic, properties) in iter_pulled_fields(body):
+        if tags and properties.get(PROPERTY_TAGS) not in tags:
+            continue
+        if phys_offset < 0:  # no offset msgId
+            return None
+        properties.update(offsets)
+        if store != last_store:  # one store host per pull, as a rule; a few born hosts
+            store_host, prefix, last_store = _host_text(store), _msg_id_prefix(store), store
+        if born != last_born:
+            born_host, last_born = _host_text(born), born
+        # the offset's 16 hex digits (`_OFFSET_DIGITS`); to_bytes + hex is faster than a format
+        offset_msg_id = prefix + phys_offset.to_bytes(8, "big").hex().upper()
+        if topic.startswith(RETRY_GROUP_TOPIC_PREFIX) and PROPERTY_RETRY_TOPIC in properties:
+            topic = properties[PROPERTY_RETRY_TOPIC]
+        if sysflag & COMPRESSED_FLAG:
+            data = inflate_body(data, sysflag)
+        append(ReceivedMessage(
+            topic, data, queue, queue_offset, phys_offset,
+            properties.get(PROPERTY_UNIQ_KEY) or offset_msg_id, offset_msg_id, reconsume,
+            born_ms, store_ms, born_host, store_host, flag, sysflag, properties))
+    return tuple(messages)
+
+
+def _host_text(stored: bytes) -> str:
+    """The "ip:port" of a host from its stored bytes (address and port), remembered."""
+    text = _HOST_TEXTS.get(stored)
+    if text is None:
+        host, port = unpack_host(stored)
+        if len(_HOST_TEXTS) >= _HOST_CACHE_SIZE:
+            _HOST_TEXTS.clear()
+        text = _HOST_TEXTS[stored] = f"{host}:{port}"
+    return text
+
+
+def _msg_id_prefix(stored: bytes) -> str:
+    """The offset msgIds' part that names the store host with these stored bytes, remembered.
+
+    Raises:
+        InvalidAddress: its port is outside 0..65535.
+    """
+    prefix = _MSG_ID_PREFIXES.get(stored)
+    if prefix is None:
+        host, port = unpack_host(stored)
+        prefix = encode_offset_msg_id(host, port, 0)[:-_OFFSET_DIGITS]
+        if len(_MSG_ID_PREFIXES) >= _HOST_CACHE_SIZE:
+            _MSG_ID_PREFIXES.clear()
+        _MSG_ID_PREFIXES[stored] = prefix
+    return prefix

@@ -178,7 +178,7 @@ def decode_properties(data: bytes | bytearray | memoryview) -> dict[str, str]:
     Returns:
         Names to values; for a repeated name, the last value.
     """
-    text = bytes(data).decode("utf-8", "replace")
+    text = str(data, "utf-8", "replace")  # any buffer, without a copy
     props: dict[str, str] = {}
     for item in text.split(PROPERTY_SEPARATOR):
         name, sep, value = item.partition(NAME_VALUE_SEPARATOR)

@@ -11,6 +11,9 @@ Theory of operation:
   spec §3): a sane TOTALSIZE that fits the buffer, the v1 magic, every length inside the record,
   TOTALSIZE equal to the size recomputed from the parsed lengths and, on request, the body CRC.
   Whatever the bytes, it returns a `StoredMessage` or raises `CorruptRecord`.
+* `iter_pulled_fields` walks a pull body for a consumer: the fields it needs as a tuple, with
+  the checks of `decode_record` done inline; a record they refuse is handed to `decode_record`
+  itself, so both accept and refuse the same bytes with the same error.
 
 Every offset comes from `layout.py`. Pure: no I/O, no logging.
 """
@@ -54,6 +57,8 @@ from shmq.message.layout import (
     SIZE_MAGIC,
     STORE_TIMESTAMP,
     STOREHOSTADDRESS_V6_FLAG,
+    SYSFLAG_OFFSET,
+    TAIL_FIXED,
     TOPIC_LENGTH,
     TOPIC_LENGTH_V2,
     TRANSACTION_MASK,
@@ -71,10 +76,12 @@ from shmq.message.properties import (
 
 __all__ = [
     "Buffer",
+    "PulledFields",
     "StoredMessage",
     "decode_record",
     "encode_record",
     "encode_record_into",
+    "iter_pulled_fields",
     "iter_record_fields",
     "iter_records",
 ]
@@ -499,7 +506,18 @@ def _decode_tuple(
         raise CorruptRecord(
             offset, "body crc (field vs computed)", fixed[_BODY_CRC], body_crc(body)
         )
-    raw_topic = bytes(buf[body_end + topic_length.size : topic_end])
+    topic = _topic_text(bytes(buf[body_end + topic_length.size : topic_end]), offset)
+    properties = decode_properties(buf[topic_end + PROPERTIES_LENGTH.size : end])
+    fixed += (body, topic, properties)
+    return fixed
+
+
+def _topic_text(raw_topic: bytes, offset: int) -> str:
+    """The topic of the record at `offset`, decoded once per distinct topic.
+
+    Raises:
+        CorruptRecord: `raw_topic` is not UTF-8.
+    """
     topic = _TOPICS.get(raw_topic)
     if topic is None:
         try:
@@ -509,9 +527,7 @@ def _decode_tuple(
         if len(_TOPICS) >= _TEXT_CACHE_SIZE:
             _TOPICS.clear()
         _TOPICS[raw_topic] = topic
-    properties = decode_properties(buf[topic_end + PROPERTIES_LENGTH.size : end])
-    fixed += (body, topic, properties)
-    return fixed
+    return topic
 
 
 def _body_offset(sysflag: int) -> int:
@@ -610,3 +626,115 @@ def iter_record_fields(buf: Buffer) -> Iterator[list[Any]]:
         total, topic_length = _record_bounds(buf, offset, False)
         yield _decode_tuple(buf, offset, total, topic_length, False)
         offset += total
+
+
+# --- a consumer's view of a pull body ----------------------------------------------------------
+
+#: What `iter_pulled_fields` yields per record: FLAG, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG,
+#: BORNTIMESTAMP, BORNHOST, STORETIMESTAMP, STOREHOST, RECONSUMETIMES, BODY (as stored), topic and
+#: properties. Each host is its stored bytes, address and port together (8 or 20 bytes,
+#: `msgid.unpack_host` reads them), so that a consumer can look its text up by them.
+PulledFields: TypeAlias = tuple[
+    int, int, int, int, int, bytes, int, bytes, int, bytes, str, dict[str, str]
+]
+
+
+def _pulled_header(sysflag: int) -> struct.Struct:
+    """TOTALSIZE through BODYLENGTH of a record with the sysflag's host sizes, as a consumer
+    reads them: BODYCRC, QUEUEID and PREPARED_TX_OFF skipped (pad bytes), each host whole
+    (address and port)."""
+    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
+    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    header = struct.Struct(f">ii4x4xiqqiq{born.size}sq{store.size}si8xi")
+    assert header.size == _body_offset(sysflag)
+    return header
+
+
+#: `_pulled_header` by the IPv6 bits of the sysflag
+_PULLED_HEADERS: Final = {bits: _pulled_header(bits) for bits in (
+    0, BORNHOST_V6_FLAG, STOREHOSTADDRESS_V6_FLAG, _V6_FLAGS)}
+#: SYSFLAG is big-endian: its IPv6 bits are in its last byte
+_SYSFLAG_LAST_BYTE: Final = SYSFLAG_OFFSET + 3
+assert _V6_FLAGS < 0x100
+
+
+def iter_pulled_fields(buf: Buffer) -> Iterator[PulledFields]:
+    """The records of a pull body (spec §7) as `PulledFields`, checked like `iter_records`.
+
+    For a consumer's decoder, which runs once per pulled message: a record is read with one
+    unpack and a few comparisons, its topic compared with the previous record's; any record
+    `decode_record` would refuse is handed to it, so that it raises what `iter_records` raises.
+    A `buf` that is not `bytes` is copied once (slices of bytes are the cheapest to take): this
+    is for pull bodies, not for commit-log segments.
+
+    Raises:
+        CorruptRecord: (TruncatedRecord if cut short) at the first bad record; the records before
+            it have been yielded.
+    """
+    # One loop with everything inline: a call per record would cost as much as the checks.
+    data = buf if type(buf) is bytes else bytes(buf)
+    headers, v6_flags, sysflag_byte = _PULLED_HEADERS, _V6_FLAGS, _SYSFLAG_LAST_BYTE
+    unpack_properties_length = PROPERTIES_LENGTH.unpack_from
+    length_size = PROPERTIES_LENGTH.size
+    offset, size = 0, len(data)
+    tail, topic = b"", ""  # the previous record's TOPICLENGTH and topic bytes, and its topic
+    while offset < size:
+        header = None
+        if size - offset >= HEADER_V4.size:  # the smallest header
+            header = headers[data[offset + sysflag_byte] & v6_flags]
+        if header is not None and size - offset >= header.size:
+            (total, magic, flag, queue_offset, phys_offset, sysflag, born_ms, born, store_ms,
+             store, reconsume, body_len) = header.unpack_from(data, offset)
+            body_start = offset + header.size
+            end, body_end = offset + total, body_start + body_len
+            # (TOTALSIZE >= MIN_RECORD_BYTES follows from the room BODYLENGTH must leave)
+            if (magic == MESSAGE_MAGIC and total <= size - offset
+                    and 0 <= body_len <= end - body_start - TAIL_FIXED):
+                if not (tail and data.startswith(tail, body_end)):
+                    tail, topic = _topic_at(data, offset, body_end, end)
+                topic_end = body_end + len(tail)
+                if tail and topic_end + length_size <= end:  # so PROPERTIESLENGTH >= 0
+                    (props_len,) = unpack_properties_length(data, topic_end)
+                    if topic_end + length_size + props_len == end:
+                        yield (flag, queue_offset, phys_offset, sysflag, born_ms, born, store_ms,
+                               store, reconsume, data[body_start:body_end], topic,
+                               decode_properties(data[topic_end + length_size : end]))
+                        offset = end
+                        continue
+        total, fields = _pulled_fields_any(data, offset)
+        yield fields
+        offset += total
+
+
+def _topic_at(data: bytes, offset: int, body_end: int, end: int) -> tuple[bytes, str]:
+    """TOPICLENGTH and the topic bytes at `body_end` of the record at `offset`, and the topic;
+    ``(b"", "")`` when they do not fit before a PROPERTIESLENGTH ending by `end` or the topic
+    is not UTF-8 (`decode_record` then says which)."""
+    (topic_len,) = TOPIC_LENGTH.unpack_from(data, body_end)
+    topic_end = body_end + TOPIC_LENGTH.size + topic_len
+    if topic_len < 0 or topic_end + PROPERTIES_LENGTH.size > end:
+        return b"", ""
+    try:
+        topic = _topic_text(data[body_end + TOPIC_LENGTH.size : topic_end], offset)
+    except CorruptRecord:
+        return b"", ""
+    return data[body_end:topic_end], topic
+
+
+def _pulled_fields_any(data: bytes, offset: int) -> tuple[int, PulledFields]:
+    """TOTALSIZE and `PulledFields` of any record `decode_record` accepts at `offset`; in
+    practice, the error it raises for the record `iter_pulled_fields` could not read.
+
+    Raises:
+        CorruptRecord, TruncatedRecord: as `decode_record`.
+    """
+    record = decode_record(data, offset)
+    born = HOST_V6 if record.sysflag & BORNHOST_V6_FLAG else HOST_V4
+    store = HOST_V6 if record.sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    born_start = offset + BORN_HOST_OFFSET
+    store_start = born_start + born.size + STORE_TIMESTAMP.size
+    return record.total_size, (
+        record.flag, record.queue_offset, record.phys_offset, record.sysflag,
+        record.born_timestamp_ms, data[born_start : born_start + born.size],
+        record.store_timestamp_ms, data[store_start : store_start + store.size],
+        record.reconsume_times, record.body, record.topic, record.properties)

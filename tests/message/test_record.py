@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shmq.message import layout
+from shmq.message import record as record_module
 from shmq.message.crc import body_crc
 from shmq.message.errors import (
     BodyTooLarge,
@@ -28,12 +29,15 @@ from shmq.message.errors import (
     TopicTooLong,
     TruncatedRecord,
 )
+from shmq.message.msgid import unpack_host
 from shmq.message.properties import encode_properties
 from shmq.message.record import (
+    PulledFields,
     StoredMessage,
     decode_record,
     encode_record,
     encode_record_into,
+    iter_pulled_fields,
     iter_records,
 )
 
@@ -643,3 +647,127 @@ def test_mutated_records_decode_or_raise_corrupt_record(
     for index, value in mutations:
         buf[index % len(buf)] = value
     _decode_or_corrupt(bytes(buf), check_crc)
+
+
+# --- iter_pulled_fields: what iter_records says, in a consumer's shape -------------------------
+
+
+def _stored_view(message: StoredMessage) -> tuple[Any, ...]:
+    """The fields iter_pulled_fields yields, hosts as (text, port), properties in order."""
+    m = message
+    return (m.flag, m.queue_offset, m.phys_offset, m.sysflag, m.born_timestamp_ms, m.born_host,
+            m.born_port, m.store_timestamp_ms, m.store_host, m.store_port, m.reconsume_times,
+            m.body, m.topic, list(m.properties.items()))
+
+
+def _pulled_view(fields: PulledFields) -> tuple[Any, ...]:
+    (flag, queue_offset, phys_offset, sysflag, born_ms, born, store_ms, store, reconsume, body,
+     topic, properties) = fields
+    assert type(body) is bytes and type(born) is bytes and type(store) is bytes
+    return (flag, queue_offset, phys_offset, sysflag, born_ms, *unpack_host(born), store_ms,
+            *unpack_host(store), reconsume, body, topic, list(properties.items()))
+
+
+def _walk(walk: Any, view: Any, data: Any) -> tuple[list[Any], tuple[type, str] | None]:
+    """What `walk(data)` yields (through `view`) and the error it ends with, if any."""
+    seen: list[Any] = []
+    try:
+        for item in walk(data):
+            seen.append(view(item))
+    except CorruptRecord as err:
+        return seen, (type(err), str(err))
+    return seen, None
+
+
+def assert_pulled_like_iter_records(data: Any) -> None:
+    assert _walk(iter_pulled_fields, _pulled_view, data) == _walk(iter_records, _stored_view, data)
+
+
+@given(st.lists(record_args, min_size=1, max_size=4), st.booleans())
+def test_pulled_fields_are_iter_records_fields(records: list[dict[str, Any]], same: bool) -> None:
+    if same:  # one topic: the records after the first take the fast path
+        records = [{**args, "topic": records[0]["topic"]} for args in records]
+    assert_pulled_like_iter_records(b"".join(encode_record(**args) for args in records))
+
+
+def test_pulled_fields_of_every_record_kind_and_buffer_kind() -> None:
+    records = [make_record(topic="T", queue_offset=i, properties={"K": str(i) * i})
+               for i in range(3)]
+    records += [GOLDEN_V6_BYTES, make_record(topic="T"), make_record(topic="Ü"),
+                make_record(topic="Ü", born_host="::1"), make_record(topic="Ü", body=b""),
+                make_record(topic="", properties=b"a\x01b\x02\x02c\x01\x01d\x01\xff")]
+    data = b"".join(records)
+    for buf in (data, bytearray(data), memoryview(data)):
+        assert_pulled_like_iter_records(buf)
+    assert len(list(iter_pulled_fields(data))) == len(records)
+    assert list(iter_pulled_fields(b"")) == []
+
+
+def test_valid_records_of_every_host_kind_are_read_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # decode_record is only there to say what is wrong: a pull of IPv6 records (or of several
+    # topics) must not pay for a StoredMessage per record.
+    hosts = ["10.0.0.1", "::1"]
+    data = b"".join(make_record(topic=topic, born_host=born, store_host=store)
+                    for topic in ("T", "Ü", "T") for born in hosts for store in hosts)
+    expected = _walk(iter_records, _stored_view, data)
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("decode_record was needed")
+
+    monkeypatch.setattr(record_module, "_pulled_fields_any", refuse)
+    assert _walk(iter_pulled_fields, _pulled_view, data) == expected
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * 160), st.integers(0, 255)), min_size=1, max_size=3),
+    st.integers(0, 3 * 160),
+)
+def test_corrupt_pull_bodies_are_refused_like_iter_records(
+    mutations: list[tuple[int, int]], cut: int
+) -> None:
+    records = [make_record(topic="Topic", queue_offset=i, properties={"TAGS": "A", "K": "v"})
+               for i in range(3)]
+    buf = bytearray(b"".join(records))
+    for index, value in mutations:
+        buf[index % len(buf)] = value
+    assert_pulled_like_iter_records(bytes(buf))
+    assert_pulled_like_iter_records(bytes(buf[:cut]))
+
+
+@pytest.mark.parametrize(
+    ("offset", "fmt", "value"),
+    [
+        (layout.MAGIC_OFFSET, ">i", layout.BLANK_MAGIC),
+        (layout.TOTAL_SIZE_OFFSET, ">i", layout.MIN_RECORD_BYTES - 1),
+        (layout.TOTAL_SIZE_OFFSET, ">i", 1 << 20),
+        (layout.BODY_LENGTH_OFFSET_V4, ">i", -1),
+        (layout.BODY_LENGTH_OFFSET_V4, ">i", 1 << 20),
+        (layout.IPV4_BODY_OFFSET + 4, ">b", -1),  # TOPICLENGTH after a 4-byte body
+        (layout.IPV4_BODY_OFFSET + 4, ">b", 100),
+        (layout.IPV4_BODY_OFFSET + 4 + 1 + 5, ">h", -1),  # PROPERTIESLENGTH after "Topic"
+        (layout.IPV4_BODY_OFFSET + 4 + 1 + 5, ">h", 0x7FFF),
+        (layout.IPV4_BODY_OFFSET + 4 + 1 + 1, ">b", 0xFF - 256),  # the topic is not UTF-8
+        (layout.SYSFLAG_OFFSET, ">i", layout.BORNHOST_V6_FLAG),
+    ],
+)
+def test_each_check_of_a_fast_path_record(offset: int, fmt: str, value: int) -> None:
+    record = make_record(topic="Topic", body=b"body", properties={"TAGS": "A"})
+    second = _patched(record, offset, fmt, value)
+    assert_pulled_like_iter_records(record + bytes(second) + record)
+    with pytest.raises(CorruptRecord):
+        list(iter_pulled_fields(record + bytes(second)))
+
+
+def test_a_topic_match_that_overlaps_the_properties_length() -> None:
+    # BODYLENGTH at its largest puts the body's end 3 bytes before the record's end, where the
+    # properties hold the previous record's TOPICLENGTH and topic: PROPERTIESLENGTH would then
+    # start 1 byte before the end of the buffer.
+    first = make_record(topic="T", properties=b"")
+    second = make_record(topic="T", body=b"ab", properties=b"\x01T\xff")
+    second = bytes(_patched(second, layout.BODY_LENGTH_OFFSET_V4, ">i",
+                            len(second) - layout.MIN_RECORD_BYTES))
+    assert second[-3:-1] == b"\x01T"
+    assert_pulled_like_iter_records(first + second)
+    with pytest.raises(CorruptRecord, match="topic length"):
+        list(iter_pulled_fields(first + second))
