@@ -303,12 +303,12 @@ class _StatsRow:
     __slots__ = ("_base", "_fields", "_words")
 
     def __init__(self, table: np.ndarray, index: int) -> None:
-        assert table.dtype == WRITER_STATS and all(
-            table.dtype.fields[name][0] == np.dtype("<i8") for name in WRITER_STATS.names)
+        names, fields = WRITER_STATS.names, WRITER_STATS.fields
+        assert names is not None and fields is not None and table.dtype == WRITER_STATS
+        assert all(fields[name][0] == np.dtype("<i8") for name in names)
         self._words = memoryview(table).cast("B").cast("q")  # type: ignore[arg-type]
-        self._base = index * len(WRITER_STATS.names)
-        self._fields = {name: self._base + WRITER_STATS.fields[name][1] // 8
-                        for name in WRITER_STATS.names}
+        self._base = index * len(names)
+        self._fields = {name: self._base + fields[name][1] // 8 for name in names}
 
     def __getitem__(self, name: str) -> int:
         return int(self._words[self._fields[name]])

@@ -188,7 +188,7 @@ class LocalProducer:
         # a plain body goes as bytes: _prepare's cheaper path (no Message, no branches)
         plain = type(body) is bytes and tags is None and keys is None and not properties
         msg = body if plain or isinstance(body, Message) else Message(
-            body, tags, keys, properties or {})  # type: ignore[arg-type]
+            body, tags, keys, properties or {})
         timeout = self.timeout_s if timeout_s is None else timeout_s
         rid, pending = self._submit(topic, [msg], queue_id, sharding_key, timeout, None)
         return self._wait(rid, pending, time.monotonic() + timeout).first()

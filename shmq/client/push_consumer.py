@@ -250,7 +250,7 @@ class AsyncPushConsumer:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             consume_threads, thread_name_prefix=f"shmq-consume-{group}")
         self._queues: dict[MessageQueue, ProcessQueue] = {}
-        self._in_flight: set[asyncio.Future[bool]] = set()
+        self._in_flight: set[asyncio.Future[Any]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._closed = False

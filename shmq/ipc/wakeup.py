@@ -68,7 +68,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Final
+from typing import Final, TypeAlias
 
 import posix_ipc
 
@@ -354,7 +354,7 @@ class FifoBell:
 
 
 #: what a wake-up channel posts and parks on: a POSIX semaphore or a FIFO bell
-Bell = posix_ipc.Semaphore | FifoBell
+Bell: TypeAlias = posix_ipc.Semaphore | FifoBell
 
 
 def _sched_yield() -> None:

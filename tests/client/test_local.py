@@ -109,17 +109,16 @@ def test_several_producer_processes_keep_per_key_order(tmp_path: Path) -> None:
 
 
 def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
-    with running_broker(tmp_path) as broker:
-        with LocalProducer(broker.instance) as p:
-            with pytest.raises(SendFailed, match="body of 0 bytes"):
-                p.send("T", b"")
-            with pytest.raises(SendFailed, match="body of"):
-                p.send("T", b"x" * ((1 << 20) + 1))
-            with pytest.raises(SendFailed, match="illegal topic"):
-                p.send("bad topic", b"x")
-            with pytest.raises(SendFailed, match="queue 9"):
-                p.send("T", b"x", queue_id=9)
-            assert p.send("T", b"still fine").status == "SEND_OK"
+    with running_broker(tmp_path) as broker, LocalProducer(broker.instance) as p:
+        with pytest.raises(SendFailed, match="body of 0 bytes"):
+            p.send("T", b"")
+        with pytest.raises(SendFailed, match="body of"):
+            p.send("T", b"x" * ((1 << 20) + 1))
+        with pytest.raises(SendFailed, match="illegal topic"):
+            p.send("bad topic", b"x")
+        with pytest.raises(SendFailed, match="queue 9"):
+            p.send("T", b"x", queue_id=9)
+        assert p.send("T", b"still fine").status == "SEND_OK"
     with pytest.raises(BrokerNotRunning, match="shmq start"):
         LocalProducer(broker.instance)
 
@@ -157,26 +156,24 @@ def test_status_shows_writers_and_ring_depths(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    with running_broker(tmp_path) as broker:
-        with LocalProducer(broker.instance) as p:
-            for i in range(30):
-                p.send("S", f"s{i}".encode())
-            out = subprocess.run([sys.executable, "-m", "shmq.cli", "status", "--instance",
-                                  broker.instance, "--json"], capture_output=True, text=True,
-                                 timeout=60, env=broker.env, check=False)
-            assert out.returncode == 0, out.stderr
-            report = json.loads(out.stdout)
-            assert sum(w["appends"] for w in report["writers"]) == 30
-            assert {r["producer_pid"] for r in report["rings"]} == {os.getpid()}
-            assert {p["role"] for p in report["processes"]} >= {"writer-0", "writer-1",
-                                                                "housekeeper"}
+    with running_broker(tmp_path) as broker, LocalProducer(broker.instance) as p:
+        for i in range(30):
+            p.send("S", f"s{i}".encode())
+        out = subprocess.run([sys.executable, "-m", "shmq.cli", "status", "--instance",
+                              broker.instance, "--json"], capture_output=True, text=True,
+                             timeout=60, env=broker.env, check=False)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert sum(w["appends"] for w in report["writers"]) == 30
+        assert {r["producer_pid"] for r in report["rings"]} == {os.getpid()}
+        assert {p["role"] for p in report["processes"]} >= {"writer-0", "writer-1",
+                                                            "housekeeper"}
 
 
 def test_queue_selector_chooses_the_queue(tmp_path: Path) -> None:
-    with running_broker(tmp_path, writers=1) as broker:
-        with LocalProducer(broker.instance) as p:
-            seen = []
-            r = p.send("Sel", b"x", queue_id=lambda n: seen.append(n) or n - 1)
-            assert seen == [4] and r.queue_id == 3
-            assert {p.send("Sel", b"y", sharding_key="same").queue_id for _ in range(5)} == {
-                p.send("Sel", b"z", sharding_key="same").queue_id}
+    with running_broker(tmp_path, writers=1) as broker, LocalProducer(broker.instance) as p:
+        seen = []
+        r = p.send("Sel", b"x", queue_id=lambda n: seen.append(n) or n - 1)
+        assert seen == [4] and r.queue_id == 3
+        assert {p.send("Sel", b"y", sharding_key="same").queue_id for _ in range(5)} == {
+            p.send("Sel", b"z", sharding_key="same").queue_id}

@@ -90,7 +90,7 @@ def _kill_roles_under_load(tmp_path: Path, rounds: int, seed: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:  # it died on its own meanwhile; the supervisor restarts it
                 pass
-            wait_until(lambda: broker.pid_of(role) not in (0, pid), 20, f"{role} restarted")
+            wait_until(lambda r=role, old=pid: broker.pid_of(r) not in (0, old), 20, f"{role} restarted")
             time.sleep(rnd.uniform(0.3, 1.0))
         for p in load:
             p.join(60)

@@ -103,9 +103,8 @@ def plain_batch(body: bytes, batch_properties: str | None, cluster: str,
             if at >= 0:
                 start = at + len(_TAGS)
                 value = props[start : props.index(_SEP, start)]
-                tag = tag_codes.get(value)
-                if tag is None:
-                    tag = _tag_code(value)
+                code = tag_codes.get(value)
+                tag = _tag_code(value) if code is None else code
         bodies.append(entry_body)
         stored.append(props)
         tags.append(tag)
