@@ -20,7 +20,8 @@ COLUMNS = {
               ("msgs_per_s", "appends/s"), ("mb_per_s", "MB/s"),
               ("ceiling_mb_per_s", "raw copy MB/s"), ("ratio_to_ceiling", "ratio"),
               ("read_msgs_per_s", "filtered reads/s"), ("prefault_mb_per_s", "prefault MB/s")],
-    "local": [("size", "body B"), ("producers", "producers"), ("mode", "mode"),
+    "local": [("size", "body B"), ("producers", "producers"), ("writers", "writers"),
+              ("low_latency", "spinning"), ("mode", "mode"),
               ("batch", "batch"), ("msgs_per_s", "msgs/s"), ("p50_us", "ack p50 us"),
               ("p99_us", "ack p99 us"), ("visible_p50_us", "visible p50 us"),
               ("ring_p50_us", "bare ring RTT p50 us"), ("ring_msgs_per_s", "bare ring msgs/s"),
@@ -39,6 +40,8 @@ CLIENT_ROWS = [("sync_msgs_per_s", "sync send, msgs/s"), ("sync_p50_us", "sync s
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
     return str(value)

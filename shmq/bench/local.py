@@ -246,7 +246,7 @@ def run_matrix(*, sizes: list[int], producers: list[int], modes: list[str], runs
                     emit(r, as_json)
                     results.append(r)
                 med = {"size": size, "producers": n, "mode": mode, "runs": runs,
-                       "low_latency": low_latency, "median": True,
+                       "writers": writers, "low_latency": low_latency, "median": True,
                        "batch": batch if mode != "sync" else 1}
                 med.update(median_of(results, FIGURES))
                 emit(med, as_json)
