@@ -18,8 +18,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PRODUCER = r"""
-import os, sys, json
+#: prints one line per call with one write(2) (used by both scripts)
+_SAY = r"""
+import os, threading
+say_lock = threading.Lock()
+def say(*parts):
+    # one write(2) per line, under a lock: print() writes its arguments and the newline
+    # separately, so a line printed by another thread could land in the middle of it
+    data = (" ".join(str(part) for part in parts) + "\n").encode()
+    with say_lock:
+        while data:
+            data = data[os.write(1, data):]
+"""
+
+PRODUCER = _SAY + r"""
+import sys, json
 args = json.loads(sys.argv[1])
 try:
     from rocketmq.client import Message, Producer
@@ -43,12 +56,12 @@ try:
         try:
             result = producer.send_batch([build(item) for item in items])
             for item in items:
-                print("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
-                      result.offset, flush=True)
+                say("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
+                    result.offset)
         except Exception as err:
             for item in items:
-                print("FAILED", item["props"]["acc_seq"], type(err).__name__,
-                      str(err).replace("\n", " ")[:300], flush=True)
+                say("FAILED", item["props"]["acc_seq"], type(err).__name__,
+                    str(err).replace("\n", " ")[:300])
     for item in args["messages"] if not args.get("batches") else []:
         message = build(item)
         try:
@@ -56,22 +69,22 @@ try:
                 result = producer.send_orderly(message, item["shard"])
             else:
                 result = producer.send_sync(message)
-            print("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
-                  result.offset, flush=True)
+            say("SENT", item["props"]["acc_seq"], result.status.name, result.msg_id,
+                result.offset)
         except Exception as err:
-            print("FAILED", item["props"]["acc_seq"], type(err).__name__,
-                  str(err).replace("\n", " ")[:300], flush=True)
-    print("DONE", flush=True)
+            say("FAILED", item["props"]["acc_seq"], type(err).__name__,
+                str(err).replace("\n", " ")[:300])
+    say("DONE")
 except BaseException:
     import traceback
-    traceback.print_exc(file=sys.stdout)
+    say(traceback.format_exc())
 finally:
     sys.stdout.flush()
     os._exit(0)
 """
 
-CONSUMER = r"""
-import os, sys, json, time, threading
+CONSUMER = _SAY + r"""
+import sys, json, time
 args = json.loads(sys.argv[1])
 lock = threading.Lock()
 state = {"received": 0, "done_at": None}
@@ -94,12 +107,12 @@ try:
     def on_message(msg):
         seq = text(msg.get_property("acc_seq"))
         with lock:
-            print("RECV", json.dumps({
+            say("RECV", json.dumps({
                 "seq": seq, "topic": text(msg.topic), "tags": text(msg.tags),
                 "keys": text(msg.keys), "body": text(msg.body), "queue": msg.queue_id,
                 "offset": msg.queue_offset, "run": text(msg.get_property("acc_run")),
                 "prop": text(msg.get_property("acc_prop")),
-                "reconsume": msg.reconsume_times, "id": text(msg.id)}), flush=True)
+                "reconsume": msg.reconsume_times, "id": text(msg.id)}))
             if seq in fail_seq and seq not in failed:
                 failed.add(seq)
                 raise RuntimeError("fail once: " + seq)
@@ -109,7 +122,7 @@ try:
 
     consumer.subscribe(args["topic"], on_message, args.get("expression", "*"))
     consumer.start()
-    print("STARTED", flush=True)
+    say("STARTED")
     deadline = time.time() + args["seconds"]
     grace = args.get("grace", 2.0)
     while time.time() < deadline:
@@ -117,12 +130,12 @@ try:
         if done_at is not None and time.time() - done_at >= grace:
             break
         time.sleep(0.05)
-    print("STOPPING", flush=True)
+    say("STOPPING")
     consumer.shutdown()
-    print("DONE", flush=True)
+    say("DONE")
 except BaseException:
     import traceback
-    traceback.print_exc(file=sys.stdout)
+    say(traceback.format_exc())
 finally:
     sys.stdout.flush()
     os._exit(0)
@@ -201,7 +214,9 @@ def received(lines: list[str]) -> list[dict[str, object]]:
     The C++ library writes to the same stream (stderr is merged into stdout) from its own
     threads, without our lock: its text can land in front of a RECV line on the same line. Such
     a line was dropped, which looked like a lost message (the consumer had counted it; the
-    group's committed offsets were past it). So the record is found anywhere in the line.
+    group's committed offsets were past it). So the record is found anywhere in the line. Our
+    own lines are written whole (`say`): `print` from a consume thread could be split by the
+    main thread's STARTED, which lost a RECV line the same way (CI, 2026-12-08).
     """
     decoder = json.JSONDecoder()
     found = []
