@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from shmq.errors import ShmqError
 from shmq.ipc.registry import BrokerShm, create_broker_shm, publish_info
-from shmq.ipc.wakeup import DEFAULT_POLICY, LOW_LATENCY_POLICY, WaitPolicy
+from shmq.ipc.wakeup import WaitPolicy
+from shmq.ipc.wakeup import wait_policy as ipc_wait_policy
 from shmq.store.config import StoreConfig
 from shmq.store.prefault import Prefaulter
 from shmq.store.retention import apply_retention
@@ -67,8 +68,8 @@ def _store_config(config: _Config) -> StoreConfig:
 
 
 def wait_policy(config: _Config) -> WaitPolicy:
-    """How writers wait: the low-latency policy keeps spinning (a busy core)."""
-    return LOW_LATENCY_POLICY if config.ring.low_latency else DEFAULT_POLICY
+    """How writers wait (and local producers: `publish_info` passes the settings on)."""
+    return ipc_wait_policy(config.ring.spin_us, config.ring.low_latency)
 
 
 def setup(config: _Config) -> Callable[[], None]:
@@ -78,7 +79,8 @@ def setup(config: _Config) -> Callable[[], None]:
     info = publish_info(config.instance, {
         "instance": config.instance, "store_dir": str(store_root(config)),
         "writers": config.writers, "ring_bytes": config.ring.bytes,
-        "low_latency": bool(config.ring.low_latency), "store_host": scfg.store_host,
+        "low_latency": bool(config.ring.low_latency), "spin_us": config.ring.spin_us,
+        "store_host": scfg.store_host,
         "store_port": scfg.store_port, "default_queues": config.broker.default_queues,
         "max_body_bytes": config.broker.max_body_bytes,
         "segment_bytes": scfg.segment_bytes, "cq_entries_per_file": scfg.cq_entries_per_file,

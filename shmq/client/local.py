@@ -48,12 +48,12 @@ from shmq.ipc.registry import (
 )
 from shmq.ipc.ring import RingConsumer, RingProducer
 from shmq.ipc.wakeup import (
-    DEFAULT_POLICY,
-    LOW_LATENCY_POLICY,
+    DEFAULT_MAX_SPIN_US,
     WaitPolicy,
     Waker,
     is_process_alive,
     open_semaphore,
+    wait_policy,
 )
 from shmq.message.encoder import encode_batch
 from shmq.message.msgid import UniqKeyGenerator, encode_offset_msg_id, pack_host
@@ -119,7 +119,9 @@ class LocalProducer:
         self._flags = FLAG_SYNC if sync_flush else 0
         self._writers = self._shm.writers
         self._queues = int(self._info["default_queues"])
-        self._policy = LOW_LATENCY_POLICY if self._info["low_latency"] else DEFAULT_POLICY
+        # the broker's ring.spin_us and ring.low_latency (a broker older than spin_us: default)
+        self._policy = wait_policy(float(self._info.get("spin_us", DEFAULT_MAX_SPIN_US)),
+                                   bool(self._info["low_latency"]))
         self._store_host = pack_host(self._info["store_host"], int(self._info["store_port"]))
         #: Offset message ids are this prefix (store host and port) + the offset in hex.
         self._msgid_prefix = encode_offset_msg_id(str(self._info["store_host"]),
@@ -175,6 +177,12 @@ class LocalProducer:
         self.close()
 
     # --- sending ------------------------------------------------------------------------------
+    @property
+    def wait_policy(self) -> WaitPolicy:
+        """How this producer waits for completions: the broker's `ring.spin_us` and
+        `ring.low_latency`, as its writers wait for requests."""
+        return self._policy
+
     def send(self, topic: str, body: bytes | Message, *, tags: str | None = None,
              keys: str | Sequence[str] | None = None, properties: Mapping[str, str] | None = None,
              queue_id: QueueChoice = None, sharding_key: str | None = None,

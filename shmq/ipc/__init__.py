@@ -44,6 +44,7 @@ from shmq.ipc.wakeup import (
     WaitPolicy,
     WaitStatistics,
     is_process_alive,
+    wait_policy,
 )
 
 __all__ = [
@@ -79,4 +80,5 @@ __all__ = [
     "remove_stale",
     "unlink_segment",
     "unlink_semaphore",
+    "wait_policy",
 ]

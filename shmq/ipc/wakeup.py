@@ -57,6 +57,7 @@ This module knows nothing of rings: `ring.py` gives it the bells, the state word
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import math
@@ -90,6 +91,7 @@ __all__ = [
     "full_fence",
     "is_process_alive",
     "open_semaphore",
+    "wait_policy",
 ]
 
 
@@ -132,12 +134,30 @@ class WaitPolicy:
 
 #: Parks after ~20 us (5-200 us adaptive): an idle process uses ~no CPU.
 DEFAULT_POLICY: Final = WaitPolicy()
+#: `ring.spin_us`'s default: DEFAULT_POLICY's ceiling
+DEFAULT_MAX_SPIN_US: Final = DEFAULT_POLICY.max_spin_us
 #: Spins for milliseconds before parking: round trips stay in the microseconds while traffic
 #: flows, at the price of a busy core during that time.
 #: No sched_yield while spinning: with a core kept for each spinner (what this mode is for), a
 #: yield only adds a system call to each turn (measured: p50 102-120 us without, 173-200 with).
 LOW_LATENCY_POLICY: Final = WaitPolicy(spin_us=2000.0, min_spin_us=1000.0, max_spin_us=20000.0,
                                        yield_while_spinning=False)
+
+
+def wait_policy(max_spin_us: float, low_latency: bool) -> WaitPolicy:
+    """The policy of the settings `ring.spin_us` and `ring.low_latency`.
+
+    Low latency: LOW_LATENCY_POLICY (`max_spin_us` does not apply). Otherwise DEFAULT_POLICY
+    with `max_spin_us` as the ceiling of its adaptive spin (its start and floor lowered to it
+    when above); 0 parks at once.
+    """
+    if low_latency:
+        return LOW_LATENCY_POLICY
+    if max_spin_us == DEFAULT_POLICY.max_spin_us:
+        return DEFAULT_POLICY
+    return dataclasses.replace(
+        DEFAULT_POLICY, spin_us=min(DEFAULT_POLICY.spin_us, max_spin_us),
+        min_spin_us=min(DEFAULT_POLICY.min_spin_us, max_spin_us), max_spin_us=max_spin_us)
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,13 +313,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
                 "memory. One ring record carries at most `ring.bytes / 2 - 8` bytes, so the "
                 "default (16 MiB) carries a batch of bodies up to `broker.max_body_bytes` "
                 "(4 MiB) with room to spare."),
-    Setting("ring.spin_us", int, default=50, unit="us", check=between(0, 1_000_000),
-            doc="How long a waiting process (a writer with empty rings, a producer waiting for "
-                "its completion) spins before it parks on a semaphore. Longer spins trade CPU "
-                "for latency under light load."),
+    Setting("ring.spin_us", int, default=200, unit="us", check=between(0, 1_000_000),
+            doc="The longest a waiting process (a writer with empty rings, a local producer "
+                "waiting for its completion) spins before it parks on a semaphore. The spin "
+                "adapts between 5 us (or this, when lower) and this value: it grows while "
+                "work arrives within it and shrinks otherwise, so an idle broker parks at "
+                "once. 0 never spins (fewest CPU cycles; every hand-over then costs a "
+                "wake-up, tens of microseconds). Not used with `ring.low_latency`."),
     Setting("ring.low_latency", bool, default=False,
-            doc="When true, writers never park: the lowest latency, but every writer keeps a "
-                "core busy even when idle."),
+            doc="When true, writers and local producers spin 1-20 ms (adaptive) before they "
+                "park, without giving the core away: hand-overs cost no wake-up while traffic "
+                "flows, at the price of a busy core per waiting process. Only worth it with a "
+                "core for each writer and producer: with fewer cores, spinners take them from "
+                "the processes with work and latency gets worse."),
     Setting("ring.max_producers", int, default=64, check=between(1, 1024),
             doc="Most producers (acceptors and local producers) attached at once; each gets one "
                 "ring per writer."),

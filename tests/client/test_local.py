@@ -170,6 +170,17 @@ def test_status_shows_writers_and_ring_depths(tmp_path: Path) -> None:
                                                             "housekeeper"}
 
 
+@pytest.mark.parametrize(("spin_us", "max_spin_us"), [("0", 0.0), ("50", 50.0)])
+def test_producers_wait_as_the_broker_is_configured(tmp_path: Path, spin_us: str,
+                                                    max_spin_us: float) -> None:
+    with running_broker(tmp_path, writers=1, env={"SHMQ_RING_SPIN_US": spin_us}) as broker, \
+            LocalProducer(broker.instance) as p:
+        assert p.wait_policy.max_spin_us == max_spin_us
+        assert not p.wait_policy.max_spin_us or p.wait_policy.yield_while_spinning
+        results = [p.send("Spin", b"%d" % i, queue_id=0) for i in range(50)]
+        assert [r.queue_offset for r in results] == list(range(50))
+
+
 def test_queue_selector_chooses_the_queue(tmp_path: Path) -> None:
     with running_broker(tmp_path, writers=1) as broker, LocalProducer(broker.instance) as p:
         seen = []

@@ -23,6 +23,7 @@ from shmq.ipc.wakeup import (
     full_fence,
     is_process_alive,
     open_semaphore,
+    wait_policy,
 )
 from tests.ipc._util import CTX
 
@@ -50,6 +51,29 @@ def test_policies_validate() -> None:
         WaitPolicy(spin_us=10, min_spin_us=20)
     with pytest.raises(ConfigError, match="> 0"):
         WaitPolicy(park_slice_s=0)
+
+
+def test_wait_policy_of_the_ring_settings() -> None:
+    assert wait_policy(DEFAULT_POLICY.max_spin_us, False) is DEFAULT_POLICY
+    assert wait_policy(0, True) is wait_policy(10_000, True) is LOW_LATENCY_POLICY
+    ceiling = wait_policy(50, False)
+    assert (ceiling.spin_us, ceiling.min_spin_us, ceiling.max_spin_us) == (
+        DEFAULT_POLICY.spin_us, DEFAULT_POLICY.min_spin_us, 50)
+    low = wait_policy(3, False)
+    assert (low.spin_us, low.min_spin_us, low.max_spin_us) == (3, 3, 3)
+    high = wait_policy(5000, False)
+    assert (high.spin_us, high.max_spin_us, high.yield_while_spinning) == (
+        DEFAULT_POLICY.spin_us, 5000, True)
+
+
+def test_a_zero_spin_policy_parks_at_once(sem: posix_ipc.Semaphore, states: memoryview) -> None:
+    sleeper = Sleeper(sem, states, 0, wait_policy(0, False))
+    for _ in range(3):
+        assert not sleeper.wait(lambda: False, 0.002)
+    sem.release()
+    assert sleeper.wait(lambda: sem.value == 0, 1)  # woken by the post, never spun
+    stats = sleeper.statistics()
+    assert (stats.spins, stats.parks, stats.timeouts, stats.spin_us) == (0, 4, 3, 0)
 
 
 def test_waker_posts_once_per_park_number(sem: posix_ipc.Semaphore) -> None:

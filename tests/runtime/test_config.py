@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shmq.broker.roles import wait_policy
 from shmq.errors import ConfigError
+from shmq.ipc.wakeup import DEFAULT_POLICY, LOW_LATENCY_POLICY
 from shmq.runtime.config import (
     CONSTRAINTS,
     SETTINGS,
@@ -54,7 +56,7 @@ def test_defaults_with_no_file_and_an_empty_env() -> None:
     assert cfg.namesrv.addresses == ("127.0.0.1:9876",) and cfg.namesrv.enabled is True
     assert (cfg.store.segment_bytes, cfg.store.flush) == (1 << 30, FlushMode.ASYNC)
     assert (cfg.store.retention_hours, cfg.store.min_free_bytes) == (72.0, 512 << 20)
-    assert (cfg.ring.bytes, cfg.ring.spin_us, cfg.ring.low_latency) == (16 << 20, 50, False)
+    assert (cfg.ring.bytes, cfg.ring.spin_us, cfg.ring.low_latency) == (16 << 20, 200, False)
     assert (cfg.supervisor.restart_backoff_s, cfg.supervisor.restart_backoff_max_s) == (0.5, 10.0)
     assert (cfg.supervisor.max_restarts, cfg.supervisor.restart_window_s) == (5, 60.0)
     assert (cfg.log.level, cfg.log.file) == (LogLevel.INFO, None)
@@ -440,6 +442,15 @@ def test_every_constraint_is_documented_under_each_setting_it_names() -> None:
             assert name in SETTINGS_BY_NAME
             block = doc.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
             assert c.rule in block, (name, c.rule)
+
+
+def test_ring_settings_choose_the_writers_wait_policy() -> None:
+    assert wait_policy(load_config(env={})) is DEFAULT_POLICY
+    parked = wait_policy(load_config(env={"SHMQ_RING_SPIN_US": "0"}))
+    assert (parked.spin_us, parked.min_spin_us, parked.max_spin_us) == (0, 0, 0)
+    assert wait_policy(load_config(env={"SHMQ_RING_SPIN_US": "1ms"})).max_spin_us == 1000
+    assert wait_policy(load_config(env={"SHMQ_RING_LOW_LATENCY": "true",
+                                        "SHMQ_RING_SPIN_US": "0"})) is LOW_LATENCY_POLICY
 
 
 def test_docs_config_md_is_generated_from_the_table() -> None:
