@@ -51,6 +51,7 @@ from shmq.ipc.wakeup import (
     DEFAULT_MAX_SPIN_US,
     WaitPolicy,
     Waker,
+    answer_policy,
     is_process_alive,
     open_semaphore,
     wait_policy,
@@ -76,9 +77,6 @@ _WAIT_SLICE_S = 0.05
 #: A queue id, a selector (queue count -> queue id), or None: sharding key or round-robin.
 QueueChoice = int | Callable[[int], int] | None
 _PUMP_LINGER_S = 0.1
-#: Waiting for the answer to a send we just made: it comes within ~100 us unless the writer
-#: is parked, so spin that long before parking (a wake-up costs ~50-100 us here).
-_ANSWER_POLICY = WaitPolicy(spin_us=300.0, min_spin_us=300.0, max_spin_us=300.0, adaptive=False)
 
 
 @dataclass
@@ -120,8 +118,10 @@ class LocalProducer:
         self._writers = self._shm.writers
         self._queues = int(self._info["default_queues"])
         # the broker's ring.spin_us and ring.low_latency (a broker older than spin_us: default)
-        self._policy = wait_policy(float(self._info.get("spin_us", DEFAULT_MAX_SPIN_US)),
-                                   bool(self._info["low_latency"]))
+        spin_us = float(self._info.get("spin_us", DEFAULT_MAX_SPIN_US))
+        low_latency = bool(self._info["low_latency"])
+        self._room_policy = wait_policy(spin_us, low_latency)  # a full request ring
+        self._answer_policy = answer_policy(spin_us, low_latency)
         self._store_host = pack_host(self._info["store_host"], int(self._info["store_port"]))
         #: Offset message ids are this prefix (store host and port) + the offset in hex.
         self._msgid_prefix = encode_offset_msg_id(str(self._info["store_host"]),
@@ -145,9 +145,9 @@ class LocalProducer:
         except NoFreeSlot as err:
             self._shm.detach()
             raise BrokerBusy(str(err)) from err
-        self._requests: list[RingProducer] = [r.producer(self._policy)
+        self._requests: list[RingProducer] = [r.producer(self._room_policy)
                                               for r in self._slot.requests]
-        self._completions: list[RingConsumer] = [r.consumer(_ANSWER_POLICY)
+        self._completions: list[RingConsumer] = [r.consumer(self._answer_policy)
                                                  for r in self._slot.completions]
         self._doorbells = [Waker(open_semaphore(instance, doorbell_name(w)))
                            for w in range(self._writers)]
@@ -179,9 +179,9 @@ class LocalProducer:
     # --- sending ------------------------------------------------------------------------------
     @property
     def wait_policy(self) -> WaitPolicy:
-        """How this producer waits for completions: the broker's `ring.spin_us` and
-        `ring.low_latency`, as its writers wait for requests."""
-        return self._policy
+        """How this producer waits for the answers to its sends (`ipc.wakeup.answer_policy`
+        of the broker's `ring.spin_us` and `ring.low_latency`)."""
+        return self._answer_policy
 
     def send(self, topic: str, body: bytes | Message, *, tags: str | None = None,
              keys: str | Sequence[str] | None = None, properties: Mapping[str, str] | None = None,

@@ -87,6 +87,7 @@ __all__ = [
     "WaitPolicy",
     "WaitStatistics",
     "Waker",
+    "answer_policy",
     "create_semaphore",
     "full_fence",
     "is_process_alive",
@@ -158,6 +159,21 @@ def wait_policy(max_spin_us: float, low_latency: bool) -> WaitPolicy:
     return dataclasses.replace(
         DEFAULT_POLICY, spin_us=min(DEFAULT_POLICY.spin_us, max_spin_us),
         min_spin_us=min(DEFAULT_POLICY.min_spin_us, max_spin_us), max_spin_us=max_spin_us)
+
+
+#: How long a producer spins for the answer to a request it has just made: it comes within
+#: ~100 us unless the writer is parked (a wake-up costs ~50-100 us here).
+ANSWER_SPIN_US: Final = 300.0
+
+
+def answer_policy(max_spin_us: float, low_latency: bool) -> WaitPolicy:
+    """How a producer waits for the answer to its request under the same settings: a fixed
+    spin of `ANSWER_SPIN_US` capped by `max_spin_us` (0 parks at once); low latency:
+    LOW_LATENCY_POLICY."""
+    if low_latency:
+        return LOW_LATENCY_POLICY
+    spin = min(ANSWER_SPIN_US, max_spin_us)
+    return WaitPolicy(spin_us=spin, min_spin_us=spin, max_spin_us=spin, adaptive=False)
 
 
 @dataclass(frozen=True, slots=True)

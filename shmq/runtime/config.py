@@ -314,12 +314,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
                 "default (16 MiB) carries a batch of bodies up to `broker.max_body_bytes` "
                 "(4 MiB) with room to spare."),
     Setting("ring.spin_us", int, default=200, unit="us", check=between(0, 1_000_000),
-            doc="The longest a waiting process (a writer with empty rings, a local producer "
-                "waiting for its completion) spins before it parks on a semaphore. The spin "
-                "adapts between 5 us (or this, when lower) and this value: it grows while "
-                "work arrives within it and shrinks otherwise, so an idle broker parks at "
-                "once. 0 never spins (fewest CPU cycles; every hand-over then costs a "
-                "wake-up, tens of microseconds). Not used with `ring.low_latency`."),
+            doc="The longest a waiting process spins before it parks on a semaphore. A writer "
+                "with empty rings spins between 5 us (or this, when lower) and this value, "
+                "adapting: longer while work arrives within its spin, shorter otherwise, so an "
+                "idle broker parks at once. A local producer waiting for the answer to its "
+                "send spins 300 us, or this when lower. 0 never spins (fewest CPU cycles; every "
+                "hand-over then costs a wake-up, tens of microseconds). Not used with "
+                "`ring.low_latency`."),
     Setting("ring.low_latency", bool, default=False,
             doc="When true, writers and local producers spin 1-20 ms (adaptive) before they "
                 "park, without giving the core away: hand-overs cost no wake-up while traffic "

@@ -19,6 +19,7 @@ from shmq.ipc.wakeup import (
     Sleeper,
     WaitPolicy,
     Waker,
+    answer_policy,
     create_semaphore,
     full_fence,
     is_process_alive,
@@ -64,6 +65,14 @@ def test_wait_policy_of_the_ring_settings() -> None:
     high = wait_policy(5000, False)
     assert (high.spin_us, high.max_spin_us, high.yield_while_spinning) == (
         DEFAULT_POLICY.spin_us, 5000, True)
+
+
+def test_answer_policy_of_the_ring_settings() -> None:
+    assert answer_policy(0, True) is LOW_LATENCY_POLICY
+    for ceiling, spin in ((0, 0), (50, 50), (DEFAULT_POLICY.max_spin_us, 200), (1e6, 300)):
+        policy = answer_policy(ceiling, False)
+        assert (policy.spin_us, policy.min_spin_us, policy.max_spin_us, policy.adaptive) == (
+            spin, spin, spin, False)
 
 
 def test_a_zero_spin_policy_parks_at_once(sem: posix_ipc.Semaphore, states: memoryview) -> None:
