@@ -41,6 +41,7 @@ from shmq.ipc.errors import PeerGone, RingClosed, SegmentMissing
 from shmq.ipc.registry import (
     BrokerShm,
     NoFreeSlot,
+    WriterStatsRow,
     attach_producer,
     detach_producer,
     doorbell_name,
@@ -77,11 +78,42 @@ _WAIT_SLICE_S = 0.05
 #: A queue id, a selector (queue count -> queue id), or None: sharding key or round-robin.
 QueueChoice = int | Callable[[int], int] | None
 _PUMP_LINGER_S = 0.1
+#: the tag codes of one message without tags (read-only: shared by every such send)
+_NO_TAG = np.zeros(1, dtype=np.int64)
+_NO_TAG.flags.writeable = False
+
+
+class _Outcome:
+    """The answer to a send its caller waits for (`send`, `send_batch`): set once, by whichever
+    thread drains its completion, under the producer's lock; polled by the caller, which drains
+    completions itself. A `Future` would cost ~3 us more per send (its condition variable)."""
+
+    __slots__ = ("_error", "_result")
+
+    def __init__(self) -> None:
+        self._result: BatchSendResult | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def set_result(self, result: BatchSendResult) -> None:
+        self._result = result
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+
+    def result(self) -> BatchSendResult:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None, "result() before done()"
+        return self._result
 
 
 @dataclass
 class _Pending:
-    future: Future[BatchSendResult]
+    #: a Future for async sends (callbacks get it), an _Outcome for waited ones
+    future: Future[BatchSendResult] | _Outcome
     writer: int
     topic: str
     queue_id: int
@@ -91,6 +123,12 @@ class _Pending:
     #: restarted writer takes it from the ring, and only the timeout can fail it).
     writer_pid: int
     callback: Callable[[Future[BatchSendResult]], None] | None = None
+
+    def call_back(self) -> None:
+        """Call the callback, if any (only async sends, whose answer is a Future, have one)."""
+        if self.callback is not None:
+            assert isinstance(self.future, Future)
+            self.callback(self.future)
 
 
 class LocalProducer:
@@ -116,6 +154,9 @@ class LocalProducer:
         self.timeout_s = timeout_s
         self._flags = FLAG_SYNC if sync_flush else 0
         self._writers = self._shm.writers
+        #: the writers' rows of the stats table, read for their pids
+        self._writer_rows = [WriterStatsRow(self._shm.stats.array, w)
+                             for w in range(self._writers)]
         self._queues = int(self._info["default_queues"])
         # the broker's ring.spin_us and ring.low_latency (a broker older than spin_us: default)
         spin_us = float(self._info.get("spin_us", DEFAULT_MAX_SPIN_US))
@@ -168,6 +209,7 @@ class LocalProducer:
         for cmp in self._completions:
             cmp.close()
         detach_producer(self._shm, self._slot)
+        self._writer_rows = []  # their views into the stats table go first
         self._shm.detach()
 
     def __enter__(self) -> Self:
@@ -198,7 +240,8 @@ class LocalProducer:
         msg = body if plain or isinstance(body, Message) else Message(
             body, tags, keys, properties or {})
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        rid, pending = self._submit(topic, [msg], queue_id, sharding_key, timeout, None)
+        rid, pending = self._submit(topic, [msg], queue_id, sharding_key, timeout, None,
+                                    waited=True)
         return self._wait(rid, pending, time.monotonic() + timeout).first()
 
     def send_batch(self, topic: str, messages: Sequence[Message | bytes], *,
@@ -206,7 +249,8 @@ class LocalProducer:
                    timeout_s: float | None = None) -> BatchSendResult:
         """Send messages to ONE queue as one batch (stored contiguously, in order)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        rid, pending = self._submit(topic, messages, queue_id, sharding_key, timeout, None)
+        rid, pending = self._submit(topic, messages, queue_id, sharding_key, timeout, None,
+                                    waited=True)
         return self._wait(rid, pending, time.monotonic() + timeout)
 
     def send_async(self, topic: str, body: bytes | Message, *, tags: str | None = None,
@@ -227,6 +271,7 @@ class LocalProducer:
         _, pending = self._submit(topic, messages, queue_id, sharding_key, self.timeout_s,
                                   callback)
         self._ensure_pump()
+        assert isinstance(pending.future, Future)
         return pending.future
 
     def flush(self, timeout_s: float | None = None) -> None:
@@ -263,8 +308,10 @@ class LocalProducer:
 
     def _submit(self, topic: str, messages: Sequence[Message | bytes], queue_id: QueueChoice,
                 sharding_key: str | None, timeout: float,
-                callback: Callable[[Future[BatchSendResult]], None] | None,
-                ) -> tuple[int, _Pending]:
+                callback: Callable[[Future[BatchSendResult]], None] | None, *,
+                waited: bool = False) -> tuple[int, _Pending]:
+        """Encode and write one append request; its _Pending (an _Outcome if `waited`, the
+        caller then waits for it; else a Future the completion pump answers)."""
         if self._closed:
             raise ProducerClosed("producer is closed")
         if not messages:
@@ -279,9 +326,9 @@ class LocalProducer:
         rid = next(self._ids)
         pieces = encode_append(rid, raw_topic, qid, batch.sizes, tags, batch.data,
                                flags=self._flags)
-        pid = int(self._shm.stats.array[writer]["pid"])  # no liveness check on the fast path
-        pending = _Pending(Future(), writer, topic, qid, batch.sizes, keys,
-                           0 if pid in self._dead_writers else pid, callback)
+        pid = self._writer_rows[writer]["pid"]  # no liveness check on the fast path
+        pending = _Pending(_Outcome() if waited else Future(), writer, topic, qid, batch.sizes,
+                           keys, 0 if pid in self._dead_writers else pid, callback)
         with self._lock:
             self._pending[rid] = pending
         try:
@@ -299,7 +346,6 @@ class LocalProducer:
         n = len(messages)
         head, first = self._uniq.new_key_block(n)
         uniq = b"UNIQ_KEY\x01" + head.encode()
-        tags = np.zeros(n, dtype=np.int64)
         if all(type(m) is bytes for m in messages):  # plain bodies: no per-message branches
             raw: list[bytes] = messages  # type: ignore[assignment]
             fmt = uniq + b"%04X\x02"
@@ -308,12 +354,14 @@ class LocalProducer:
                 if not 0 < size <= limit:
                     raise SendFailed(f"message body of {size} bytes: must be 1..{limit}",
                                      "REJECTED")
-                return list(raw), [fmt % (first & 0xFFFF)], tags, (head, first, 1)
+                return list(raw), [fmt % (first & 0xFFFF)], _NO_TAG, (head, first, 1)
+            tags = np.zeros(n, dtype=np.int64)
             lengths = list(map(len, raw))
             if min(lengths) < 1 or max(lengths) > limit:
                 bad = next(x for x in lengths if not 0 < x <= limit)
                 raise SendFailed(f"message body of {bad} bytes: must be 1..{limit}", "REJECTED")
             return list(raw), [fmt % ((first + i) & 0xFFFF) for i in range(n)], tags, (head, first, n)
+        tags = np.zeros(n, dtype=np.int64)
         bodies: list[bytes] = []
         props: list[bytes] = []
         for i, m in enumerate(messages):
@@ -419,8 +467,7 @@ class LocalProducer:
                 c.status.name))
         else:
             pending.future.set_result(self._results(pending, c))
-        if pending.callback is not None:
-            pending.callback(pending.future)
+        pending.call_back()
 
     def _results(self, p: _Pending, c: Completion) -> BatchSendResult:
         if len(p.sizes) == 1:
@@ -431,7 +478,7 @@ class LocalProducer:
                                self._msgid_prefix)
 
     def _check_writer(self, writer: int) -> None:
-        pid = int(self._shm.stats.array[writer]["pid"])
+        pid = self._writer_rows[writer]["pid"]
         if pid and is_process_alive(pid):
             return
         self._dead_writers.add(pid)
@@ -441,8 +488,7 @@ class LocalProducer:
             if p.writer == writer and p.writer_pid == pid:
                 del self._pending[rid]
                 p.future.set_exception(gone)
-                if p.callback is not None:
-                    p.callback(p.future)
+                p.call_back()
 
     def _fail_all(self, err: Exception) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shmq.message.msgid import key_block
+from shmq.message.msgid import key_block, uniq_key
 
 __all__ = ["BatchSendResult", "Message", "SendResult"]
 
@@ -77,7 +77,7 @@ class BatchSendResult:
         if self._results is not None:
             return self._results[0]
         head, first, _ = self._keys
-        return SendResult(self.status, key_block(head, first, 1)[0],
+        return SendResult(self.status, uniq_key(head, first),
                           f"{self._prefix}{int(self._offsets[0]):016X}", self.topic,
                           self.queue_id, self.queue_offset)
 

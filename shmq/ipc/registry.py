@@ -42,6 +42,7 @@ __all__ = [
     "BrokerShm",
     "NoFreeSlot",
     "ProducerSlot",
+    "WriterStatsRow",
     "attach_producer",
     "create_broker_shm",
     "detach_producer",
@@ -87,6 +88,36 @@ def registry_lock(instance: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+
+class WriterStatsRow:
+    """One writer's row of the shared WRITER_STATS table, as int64 words: a numpy record's
+    field costs ~1 us to read or update, a memoryview word ~0.05 us. The writer updates its
+    row four times per append; producers read the writers' pids once per send."""
+
+    __slots__ = ("_base", "_fields", "_words")
+
+    def __init__(self, table: np.ndarray, index: int) -> None:
+        names, fields = WRITER_STATS.names, WRITER_STATS.fields
+        assert names is not None and fields is not None and table.dtype == WRITER_STATS
+        assert all(fields[name][0] == np.dtype("<i8") for name in names)
+        self._words = memoryview(table).cast("B").cast("q")  # type: ignore[arg-type]
+        self._base = index * len(names)
+        self._fields = {name: self._base + fields[name][1] // 8 for name in names}
+
+    def __getitem__(self, name: str) -> int:
+        return int(self._words[self._fields[name]])
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self._words[self._fields[name]] = value
+
+    def add_append(self, records: int, nbytes: int, now_ns: int) -> None:
+        words, f = self._words, self._fields
+        words[f["appends"]] += records
+        words[f["bytes"]] += nbytes
+        words[f["batches"]] += 1
+        words[f["last_append_ns"]] = now_ns
 
 
 @dataclass

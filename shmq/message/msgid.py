@@ -36,9 +36,11 @@ __all__ = [
     "UniqKeyGenerator",
     "decode_offset_msg_id",
     "encode_offset_msg_id",
+    "key_block",
     "new_uniq_key",
     "pack_address",
     "pack_host",
+    "uniq_key",
     "unpack_address",
     "unpack_host",
 ]
@@ -294,6 +296,11 @@ class UniqKeyGenerator:
 def key_block(head: str, first: int, n: int) -> list[str]:
     """The keys of a block reserved with `UniqKeyGenerator.new_key_block`."""
     return [f"{head}{(first + i) & _COUNTER_MASK:04X}" for i in range(n)]
+
+
+def uniq_key(head: str, counter: int) -> str:
+    """`key_block(head, counter, 1)[0]`, without the list."""
+    return f"{head}{counter & _COUNTER_MASK:04X}"
 
 
 _GENERATORS: Final[weakref.WeakSet[UniqKeyGenerator]] = weakref.WeakSet()

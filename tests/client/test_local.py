@@ -6,14 +6,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from shmq.client.errors import BrokerNotRunning, SendFailed, WriterGone
-from shmq.client.local import LocalProducer
+from shmq.client.local import LocalProducer, _Outcome
 from shmq.client.local_consumer import LocalConsumer
-from shmq.client.message import Message
+from shmq.client.message import BatchSendResult, Message
 from shmq.store.verify import verify_store
 from shmq.testing.broker import running_broker, wait_until
 
@@ -123,6 +125,25 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
         LocalProducer(broker.instance)
 
 
+def _send_and_note(producer: LocalProducer, outcome: list[str]) -> None:
+    try:
+        outcome.append("ok" if producer.send("K", b"waited").status == "SEND_OK" else "?")
+    except WriterGone:
+        outcome.append("gone")
+
+
+def test_outcome_of_a_waited_send() -> None:
+    ok, failed = _Outcome(), _Outcome()
+    assert not ok.done() and not failed.done()
+    result = BatchSendResult("T", 0, 5, ("HEAD", 1, 1), (100,), "PREFIX")
+    ok.set_result(result)
+    failed.set_exception(WriterGone("writer-0 died"))
+    assert ok.done() and ok.result() is result
+    assert failed.done()
+    with pytest.raises(WriterGone, match="died"):
+        failed.result()
+
+
 def test_writer_killed_mid_send_fails_in_flight_and_recovers(tmp_path: Path) -> None:
     with running_broker(tmp_path, writers=1) as broker:
         with LocalProducer(broker.instance) as p:
@@ -130,7 +151,14 @@ def test_writer_killed_mid_send_fails_in_flight_and_recovers(tmp_path: Path) -> 
             pid = broker.pid_of("writer-0")
             os.kill(pid, signal.SIGSTOP)  # freeze it with sends in flight, then kill it
             futures = [p.send_async("K", f"inflight{i}".encode()) for i in range(10)]
-            os.kill(pid, signal.SIGKILL)
+            with LocalProducer(broker.instance) as waiting:  # a waited send, in a thread
+                waited: list[str] = []
+                sender = threading.Thread(target=_send_and_note, args=(waiting, waited))
+                sender.start()
+                time.sleep(0.2)
+                os.kill(pid, signal.SIGKILL)
+                sender.join(15)
+                assert not sender.is_alive() and waited in (["ok"], ["gone"]), waited
             outcomes = []
             for f in futures:
                 try:
