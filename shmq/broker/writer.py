@@ -89,6 +89,8 @@ class _Group:
 
     topic: str
     queue_id: int
+    #: SYSFLAG of the first request's first record (the host flags are the group's)
+    sysflag: int
     requests: list[tuple[_Link, AppendRequest]] = field(default_factory=list)
 
 
@@ -230,10 +232,11 @@ class Writer:
         # One appended batch has one host layout (IPv4/IPv6 born host): it decides where
         # STORETIMESTAMP is patched. A producer's own requests always share it, so their order
         # in the queue is kept.
-        hosts = _sysflag(req.records) & (BORNHOST_V6_FLAG | STOREHOSTADDRESS_V6_FLAG)
+        sysflag = _sysflag(req.records)
+        hosts = sysflag & (BORNHOST_V6_FLAG | STOREHOSTADDRESS_V6_FLAG)
         group = groups.get((*key, hosts))
         if group is None:
-            group = groups[(*key, hosts)] = _Group(req.topic, req.queue_id)
+            group = groups[(*key, hosts)] = _Group(req.topic, req.queue_id, sysflag)
         group.requests.append((link, req))
 
     def _owns(self, key: tuple[str, int]) -> bool:
@@ -250,7 +253,7 @@ class Writer:
         data = b"".join(r.records for r in reqs) if len(reqs) > 1 else reqs[0].records
         sync = any(r.flags & FLAG_SYNC for r in reqs) or None
         try:
-            batch = EncodedBatch(data, sizes.astype(np.int64, copy=False), _sysflag(data))
+            batch = EncodedBatch(data, sizes.astype(np.int64, copy=False), group.sysflag)
             result = self.store.put_encoded(group.topic, group.queue_id, batch, tags, sync=sync)
         except DispatchFailed as err:
             # Published, not dispatched: answer the senders, then stop; the supervisor settles

@@ -13,6 +13,7 @@ core, not on the writer's.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,6 +153,14 @@ def patch_batch(
     _scatter_i64(u8, starts + rec.PHYSICAL_OFFSET_OFFSET, phys_offsets)
     stamps = np.full(len(starts), store_timestamp_ms, dtype=np.int64)
     _scatter_i64(u8, starts + store_timestamp_offset, stamps)
+
+
+def patch_one(buf: memoryview | bytearray | mmap.mmap, start: int, *, queue_offset: int,
+              phys_offset: int, store_timestamp_ms: int, store_timestamp_offset: int) -> None:
+    """`patch_batch` of one record starting at byte `start` of the writable `buf`, without
+    arrays (a single send's append)."""
+    _QOFF_PHYS.pack_into(buf, start + rec.QUEUE_OFFSET_OFFSET, queue_offset, phys_offset)
+    _I64.pack_into(buf, start + store_timestamp_offset, store_timestamp_ms)
 
 
 def check_batch(data: bytes | memoryview, sizes: np.ndarray) -> None:

@@ -32,7 +32,13 @@ from typing import Final
 import numpy as np
 
 from shmq.message import layout as rec
-from shmq.message.encoder import EncodedBatch, encode_batch, patch_batch, record_starts
+from shmq.message.encoder import (
+    EncodedBatch,
+    encode_batch,
+    patch_batch,
+    patch_one,
+    record_starts,
+)
 from shmq.store.claims import ClaimTable
 from shmq.store.config import StoreConfig
 from shmq.store.errors import BatchTooLarge, DiskFull
@@ -184,12 +190,17 @@ class CommitLog:
         seg.mm[rel + 8 : rel + total] = memoryview(data)[8:]
         store_ts = time.time_ns() // 1_000_000
         offsets = record_starts(batch.sizes, start)
-        patch_batch(
-            seg.u8, offsets - seg.start,
-            queue_offsets=np.arange(queue_offset, queue_offset + batch.count, dtype=np.int64),
-            phys_offsets=offsets, store_timestamp_ms=store_ts,
-            store_timestamp_offset=batch.store_timestamp_offset,
-        )
+        if batch.count == 1:  # a single send: no arrays for the patch (~3 us of ~40 per append)
+            patch_one(seg.mm, rel, queue_offset=queue_offset, phys_offset=start,
+                      store_timestamp_ms=store_ts,
+                      store_timestamp_offset=batch.store_timestamp_offset)
+        else:
+            patch_batch(
+                seg.u8, offsets - seg.start,
+                queue_offsets=np.arange(queue_offset, queue_offset + batch.count, dtype=np.int64),
+                phys_offsets=offsets, store_timestamp_ms=store_ts,
+                store_timestamp_offset=batch.store_timestamp_offset,
+            )
         _publish(seg, rel, data[:8])
         return AppendResult(offsets, batch.sizes, queue_offset, store_ts)
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shmq.message.encoder import check_batch, encode_batch, patch_batch, record_starts
+from shmq.message.encoder import check_batch, encode_batch, patch_batch, patch_one, record_starts
 from shmq.message.errors import InvalidRecordField
 from shmq.message.msgid import pack_host
 from shmq.message.properties import encode_properties
@@ -37,6 +37,28 @@ def test_encoded_and_patched_records_decode_to_what_was_given(bodies, topic, v6)
         assert (msg.born_timestamp_ms, msg.store_timestamp_ms, msg.flag) == (111, 222, 9)
         assert (msg.born_host, msg.born_port) == born
         assert msg.properties == {"TAGS": f"t{i}", "UNIQ_KEY": f"u{i}"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(body=st.binary(max_size=300), v6=st.booleans(), at=st.integers(0, 64),
+       queue_offset=st.integers(0, (1 << 63) - 1), phys=st.integers(0, (1 << 63) - 1),
+       stamp=st.integers(0, (1 << 63) - 1))
+def test_patch_one_writes_what_patch_batch_writes(body: bytes, v6: bool, at: int,
+                                                  queue_offset: int, phys: int,
+                                                  stamp: int) -> None:
+    host = pack_host("2001:db8::5" if v6 else "10.0.0.5", 7)
+    batch = encode_batch(b"T", 1, [body], [b"UNIQ_KEY\x01u\x02"], born_timestamp_ms=1,
+                         born_host=host, store_host=host)
+    one = bytearray(b"\xee" * at + batch.data)
+    many = bytearray(one)
+    patch_one(one, at, queue_offset=queue_offset, phys_offset=phys, store_timestamp_ms=stamp,
+              store_timestamp_offset=batch.store_timestamp_offset)
+    patch_batch(np.frombuffer(many, dtype=np.uint8), np.array([at]),
+                queue_offsets=np.array([queue_offset]), phys_offsets=np.array([phys]),
+                store_timestamp_ms=stamp, store_timestamp_offset=batch.store_timestamp_offset)
+    assert one == many
+    msg = decode_record(bytes(one), at, check_crc=True)
+    assert (msg.queue_offset, msg.phys_offset, msg.store_timestamp_ms) == (queue_offset, phys, stamp)
 
 
 def _batch():
