@@ -49,7 +49,7 @@ from shmq.ipc.registry import (
 )
 from shmq.ipc.ring import RingConsumer, RingProducer
 from shmq.ipc.wakeup import (
-    DEFAULT_MAX_SPIN_US,
+    DEFAULT_POLICY,
     WaitPolicy,
     Waker,
     answer_policy,
@@ -159,7 +159,7 @@ class LocalProducer:
                              for w in range(self._writers)]
         self._queues = int(self._info["default_queues"])
         # the broker's ring.spin_us and ring.low_latency (a broker older than spin_us: default)
-        spin_us = float(self._info.get("spin_us", DEFAULT_MAX_SPIN_US))
+        spin_us = float(self._info.get("spin_us", DEFAULT_POLICY.max_spin_us))
         low_latency = bool(self._info["low_latency"])
         self._room_policy = wait_policy(spin_us, low_latency)  # a full request ring
         self._answer_policy = answer_policy(spin_us, low_latency)
@@ -355,12 +355,12 @@ class LocalProducer:
                     raise SendFailed(f"message body of {size} bytes: must be 1..{limit}",
                                      "REJECTED")
                 return list(raw), [fmt % (first & 0xFFFF)], _NO_TAG, (head, first, 1)
-            tags = np.zeros(n, dtype=np.int64)
             lengths = list(map(len, raw))
             if min(lengths) < 1 or max(lengths) > limit:
                 bad = next(x for x in lengths if not 0 < x <= limit)
                 raise SendFailed(f"message body of {bad} bytes: must be 1..{limit}", "REJECTED")
-            return list(raw), [fmt % ((first + i) & 0xFFFF) for i in range(n)], tags, (head, first, n)
+            return (list(raw), [fmt % ((first + i) & 0xFFFF) for i in range(n)],
+                    np.zeros(n, dtype=np.int64), (head, first, n))
         tags = np.zeros(n, dtype=np.int64)
         bodies: list[bytes] = []
         props: list[bytes] = []

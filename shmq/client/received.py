@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,10 +68,6 @@ _COMPRESSION_TYPE_MASK: Final = 0x700
 _ZLIB_TYPES: Final = frozenset({0x000, 0x300})
 #: an offset msgId ends with the commit-log offset in 16 upper-case hex digits (spec §6.1)
 _OFFSET_DIGITS: Final = 16
-#: "ip:port" texts and offset msgId prefixes, by a host's stored bytes (bounded: cleared when full)
-_HOST_TEXTS: dict[bytes, str] = {}
-_MSG_ID_PREFIXES: dict[bytes, str] = {}
-_HOST_CACHE_SIZE: Final = 1024
 
 
 class PullStatus(enum.Enum):
@@ -300,28 +297,19 @@ def _decode_fast(body: bytes | memoryview, queue: MessageQueue, tags: frozenset[
     return tuple(messages)
 
 
+@functools.lru_cache(maxsize=1024)
 def _host_text(stored: bytes) -> str:
     """The "ip:port" of a host from its stored bytes (address and port), remembered."""
-    text = _HOST_TEXTS.get(stored)
-    if text is None:
-        host, port = unpack_host(stored)
-        if len(_HOST_TEXTS) >= _HOST_CACHE_SIZE:
-            _HOST_TEXTS.clear()
-        text = _HOST_TEXTS[stored] = f"{host}:{port}"
-    return text
+    host, port = unpack_host(stored)
+    return f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _msg_id_prefix(stored: bytes) -> str:
     """The offset msgIds' part that names the store host with these stored bytes, remembered.
 
     Raises:
         InvalidAddress: its port is outside 0..65535.
     """
-    prefix = _MSG_ID_PREFIXES.get(stored)
-    if prefix is None:
-        host, port = unpack_host(stored)
-        prefix = encode_offset_msg_id(host, port, 0)[:-_OFFSET_DIGITS]
-        if len(_MSG_ID_PREFIXES) >= _HOST_CACHE_SIZE:
-            _MSG_ID_PREFIXES.clear()
-        _MSG_ID_PREFIXES[stored] = prefix
-    return prefix
+    host, port = unpack_host(stored)
+    return encode_offset_msg_id(host, port, 0)[:-_OFFSET_DIGITS]

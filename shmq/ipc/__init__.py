@@ -44,7 +44,6 @@ from shmq.ipc.wakeup import (
     WaitPolicy,
     WaitStatistics,
     is_process_alive,
-    wait_policy,
 )
 
 __all__ = [
@@ -80,5 +79,4 @@ __all__ = [
     "remove_stale",
     "unlink_segment",
     "unlink_semaphore",
-    "wait_policy",
 ]

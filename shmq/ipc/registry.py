@@ -90,7 +90,6 @@ def registry_lock(instance: str) -> Iterator[None]:
         os.close(fd)
 
 
-
 class WriterStatsRow:
     """One writer's row of the shared WRITER_STATS table, as int64 words: a numpy record's
     field costs ~1 us to read or update, a memoryview word ~0.05 us. The writer updates its

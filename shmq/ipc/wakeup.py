@@ -135,8 +135,6 @@ class WaitPolicy:
 
 #: Parks after ~20 us (5-200 us adaptive): an idle process uses ~no CPU.
 DEFAULT_POLICY: Final = WaitPolicy()
-#: `ring.spin_us`'s default: DEFAULT_POLICY's ceiling
-DEFAULT_MAX_SPIN_US: Final = DEFAULT_POLICY.max_spin_us
 #: Spins for milliseconds before parking: round trips stay in the microseconds while traffic
 #: flows, at the price of a busy core during that time.
 #: No sched_yield while spinning: with a core kept for each spinner (what this mode is for), a

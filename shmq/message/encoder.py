@@ -146,8 +146,9 @@ def patch_batch(
         buf = memoryview(u8)  # type: ignore[arg-type]  # numpy arrays are buffers
         for start, qoff, phys in zip(starts.tolist(), queue_offsets.tolist(),
                                      phys_offsets.tolist()):
-            _QOFF_PHYS.pack_into(buf, start + rec.QUEUE_OFFSET_OFFSET, qoff, phys)
-            _I64.pack_into(buf, start + store_timestamp_offset, store_timestamp_ms)
+            patch_one(buf, start, queue_offset=qoff, phys_offset=phys,
+                      store_timestamp_ms=store_timestamp_ms,
+                      store_timestamp_offset=store_timestamp_offset)
         return
     _scatter_i64(u8, starts + rec.QUEUE_OFFSET_OFFSET, queue_offsets)
     _scatter_i64(u8, starts + rec.PHYSICAL_OFFSET_OFFSET, phys_offsets)

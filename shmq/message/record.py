@@ -530,10 +530,15 @@ def _topic_text(raw_topic: bytes, offset: int) -> str:
     return topic
 
 
+def _host_structs(sysflag: int) -> tuple[struct.Struct, struct.Struct]:
+    """BORNHOST's and STOREHOST's layouts (address and port) for the sysflag's IPv6 bits."""
+    return (HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4,
+            HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4)
+
+
 def _body_offset(sysflag: int) -> int:
     """Offset of the first body byte from the record start, for the sysflag's host sizes."""
-    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
-    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    born, store = _host_structs(sysflag)
     return BORN_HOST_OFFSET + born.size + STORE_TIMESTAMP.size + store.size + HEADER_SUFFIX.size
 
 
@@ -565,8 +570,7 @@ def _address_text(address: bytes) -> str:
 
 def _read_fixed_any_hosts(buf: Buffer, offset: int, sysflag: int) -> list[Any]:
     """`_read_fixed` for a record with at least one IPv6 host."""
-    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
-    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    born, store = _host_structs(sysflag)
     fixed = list(HEADER_PREFIX.unpack_from(buf, offset))
     pos = offset + BORN_HOST_OFFSET
     for piece in (born, STORE_TIMESTAMP, store, HEADER_SUFFIX):
@@ -643,8 +647,7 @@ def _pulled_header(sysflag: int) -> struct.Struct:
     """TOTALSIZE through BODYLENGTH of a record with the sysflag's host sizes, as a consumer
     reads them: BODYCRC, QUEUEID and PREPARED_TX_OFF skipped (pad bytes), each host whole
     (address and port)."""
-    born = HOST_V6 if sysflag & BORNHOST_V6_FLAG else HOST_V4
-    store = HOST_V6 if sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    born, store = _host_structs(sysflag)
     header = struct.Struct(f">ii4x4xiqqiq{born.size}sq{store.size}si8xi")
     assert header.size == _body_offset(sysflag)
     return header
@@ -729,8 +732,7 @@ def _pulled_fields_any(data: bytes, offset: int) -> tuple[int, PulledFields]:
         CorruptRecord, TruncatedRecord: as `decode_record`.
     """
     record = decode_record(data, offset)
-    born = HOST_V6 if record.sysflag & BORNHOST_V6_FLAG else HOST_V4
-    store = HOST_V6 if record.sysflag & STOREHOSTADDRESS_V6_FLAG else HOST_V4
+    born, store = _host_structs(record.sysflag)
     born_start = offset + BORN_HOST_OFFSET
     store_start = born_start + born.size + STORE_TIMESTAMP.size
     return record.total_size, (

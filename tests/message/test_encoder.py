@@ -40,25 +40,31 @@ def test_encoded_and_patched_records_decode_to_what_was_given(bodies, topic, v6)
 
 
 @settings(max_examples=30, deadline=None)
-@given(body=st.binary(max_size=300), v6=st.booleans(), at=st.integers(0, 64),
-       queue_offset=st.integers(0, (1 << 63) - 1), phys=st.integers(0, (1 << 63) - 1),
-       stamp=st.integers(0, (1 << 63) - 1))
-def test_patch_one_writes_what_patch_batch_writes(body: bytes, v6: bool, at: int,
+@given(bodies=st.lists(st.binary(max_size=300), min_size=5, max_size=8), v6=st.booleans(),
+       at=st.integers(0, 64), queue_offset=st.integers(0, 1 << 40),
+       phys=st.integers(0, 1 << 40), stamp=st.integers(0, (1 << 63) - 1))
+def test_patch_one_writes_what_patch_batch_writes(bodies: list[bytes], v6: bool, at: int,
                                                   queue_offset: int, phys: int,
                                                   stamp: int) -> None:
+    # more records than patch_batch patches one by one: its numpy path is the reference
     host = pack_host("2001:db8::5" if v6 else "10.0.0.5", 7)
-    batch = encode_batch(b"T", 1, [body], [b"UNIQ_KEY\x01u\x02"], born_timestamp_ms=1,
-                         born_host=host, store_host=host)
+    batch = encode_batch(b"T", 1, bodies, [b"UNIQ_KEY\x01u\x02"] * len(bodies),
+                         born_timestamp_ms=1, born_host=host, store_host=host)
     one = bytearray(b"\xee" * at + batch.data)
     many = bytearray(one)
-    patch_one(one, at, queue_offset=queue_offset, phys_offset=phys, store_timestamp_ms=stamp,
-              store_timestamp_offset=batch.store_timestamp_offset)
-    patch_batch(np.frombuffer(many, dtype=np.uint8), np.array([at]),
-                queue_offsets=np.array([queue_offset]), phys_offsets=np.array([phys]),
-                store_timestamp_ms=stamp, store_timestamp_offset=batch.store_timestamp_offset)
+    starts = record_starts(batch.sizes, at)
+    for i, start in enumerate(starts.tolist()):
+        patch_one(one, start, queue_offset=queue_offset + i, phys_offset=phys + start,
+                  store_timestamp_ms=stamp, store_timestamp_offset=batch.store_timestamp_offset)
+    patch_batch(np.frombuffer(many, dtype=np.uint8), starts,
+                queue_offsets=np.arange(queue_offset, queue_offset + len(bodies)),
+                phys_offsets=starts + phys, store_timestamp_ms=stamp,
+                store_timestamp_offset=batch.store_timestamp_offset)
     assert one == many
-    msg = decode_record(bytes(one), at, check_crc=True)
-    assert (msg.queue_offset, msg.phys_offset, msg.store_timestamp_ms) == (queue_offset, phys, stamp)
+    for i, start in enumerate(starts.tolist()):
+        msg = decode_record(bytes(one), start, check_crc=True)
+        assert (msg.queue_offset, msg.phys_offset, msg.store_timestamp_ms) == (
+            queue_offset + i, phys + start, stamp)
 
 
 def _batch():
